@@ -1,0 +1,47 @@
+"""Errors that carry a message meant for the user.
+
+Front ends print `str(error)` and nothing else for these; anything else is a bug and is
+reported as one. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class SfduckError(Exception):
+    """Base for every expected failure: bad input, unreachable source, busy file."""
+
+
+class ConfigError(SfduckError):
+    pass
+
+
+class InvalidIdentifierError(SfduckError):
+    pass
+
+
+class UnsafeFilterError(SfduckError):
+    pass
+
+
+class SourceError(SfduckError):
+    """Snowflake refused or could not be reached."""
+
+
+class TableNotFoundError(SfduckError):
+    pass
+
+
+class NotRegisteredError(SfduckError):
+    pass
+
+
+class SyncAlreadyRunningError(SfduckError):
+    pass
+
+
+class StoreBusyError(SfduckError):
+    """The DuckDB file is held by another process for longer than we are willing to wait."""
+
+
+class SyncFailedError(SfduckError):
+    pass

@@ -1,0 +1,39 @@
+"""The one place identifiers are quoted.
+
+Snowflake and DuckDB share the SQL standard's double-quoted identifier syntax, so one helper
+serves both. User text is never formatted into SQL any other way: values are bound as parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sfduck_core.errors import InvalidIdentifierError
+
+MAX_IDENTIFIER_LENGTH = 255
+
+
+def validate_identifier(name: str, what: str = "identifier") -> str:
+    """Reject names no real table or column can have, before they reach any SQL."""
+    if not isinstance(name, str) or not name:
+        raise InvalidIdentifierError(f"The {what} is empty.")
+    if len(name) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidIdentifierError(f"The {what} is longer than {MAX_IDENTIFIER_LENGTH} characters.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidIdentifierError(f"The {what} {name!r} contains control characters.")
+    return name
+
+
+def quote_ident(name: str, what: str = "identifier") -> str:
+    """Quote one identifier exactly as written (case and all), doubling embedded quotes."""
+    validate_identifier(name, what)
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(*parts: str) -> str:
+    """Quote and dot-join a multi-part name such as schema.table."""
+    return ".".join(quote_ident(p) for p in parts)
+
+
+def quote_list(names: Iterable[str]) -> str:
+    return ", ".join(quote_ident(n) for n in names)
