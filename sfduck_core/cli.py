@@ -1,0 +1,153 @@
+"""Command line for automation (cron, CI): JSON on stdout, one-line errors on stderr.
+
+Exit codes: 0 success, 1 a failure the user can act on (bad input, Snowflake refused, sync
+failed), 2 usage errors and internal bugs. Progress goes to stderr so stdout stays parseable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sfduck_core.config import load_settings
+from sfduck_core.errors import SfduckError
+from sfduck_core.progress import SyncProgress
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sfduck_core", description="Copy Snowflake tables into DuckDB.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tables", help="list the tables of a schema with their size")
+    p.add_argument("schema", nargs="?")
+
+    p = sub.add_parser("describe", help="columns, types and primary key of a table")
+    p.add_argument("schema")
+    p.add_argument("table")
+
+    p = sub.add_parser("register", help="allow a table to be synced")
+    p.add_argument("schema")
+    p.add_argument("table")
+    p.add_argument("--incremental-key")
+    p.add_argument("--primary-key", type=_csv, help="COL[,COL...] (default: Snowflake's primary key)")
+    p.add_argument("--detect-deletes", action="store_true", help="incremental syncs also remove deleted rows")
+    p.add_argument("--columns", type=_csv, default=[], help="only these columns")
+    p.add_argument("--exclude-columns", type=_csv, default=[], help="all columns but these")
+
+    p = sub.add_parser("sync", help="copy a registered table into DuckDB")
+    p.add_argument("schema")
+    p.add_argument("table")
+    p.add_argument("--strategy", choices=["full", "incremental"], default="full")
+    p.add_argument("--incremental-key")
+    p.add_argument("--primary-key", type=_csv)
+    p.add_argument("--where", help="a boolean filter over the table's columns (validated, not raw SQL)")
+    p.add_argument("--transport", choices=["auto", "stage", "arrow"], default="auto")
+    p.add_argument("--detect-deletes", action="store_true", default=None)
+    p.add_argument("--force", action="store_true", help="sync even if the table looks unchanged")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    p = sub.add_parser("status", help="one sync job")
+    p.add_argument("sync_id")
+
+    p = sub.add_parser("history", help="sync jobs of a table, newest first")
+    p.add_argument("schema")
+    p.add_argument("table")
+
+    p = sub.add_parser("unregister", help="stop syncing a table (keeps history and data)")
+    p.add_argument("schema")
+    p.add_argument("table")
+
+    sub.add_parser("emulator", help="run the embedded Snowflake emulator and print how to reach it")
+    return parser
+
+
+class _StderrProgress:
+    """Prints a line when the phase or file changes, and row counts at most once a second."""
+
+    def __init__(self) -> None:
+        self._last_key: tuple[Any, ...] = ()
+        self._last_time = 0.0
+
+    def __call__(self, p: SyncProgress) -> None:
+        key = (p.phase, p.files_done)
+        now = time.monotonic()
+        if key == self._last_key and now - self._last_time < 1.0:
+            return
+        self._last_key, self._last_time = key, now
+        rows = f" rows {p.rows_done:,}/{p.rows_total:,}" if p.rows_total else ""
+        print(f"[{p.phase}] {p.message}{rows}", file=sys.stderr, flush=True)
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "emulator":
+        from sfduck_core.emulator import main as emulator_main
+
+        return emulator_main([])
+
+    from sfduck_core.engine import SyncEngine, SyncRequest
+
+    engine = SyncEngine(load_settings())
+    if args.command == "tables":
+        _print([t.as_dict() for t in engine.list_tables(args.schema)])
+    elif args.command == "describe":
+        desc = engine.describe(args.schema, args.table)
+        _print({
+            "schema_name": desc.schema_name,
+            "table_name": desc.table_name,
+            "primary_key": list(desc.primary_key),
+            "columns": [
+                {"name": p.name, "snowflake_type": str(p.snowflake_type), "duckdb_type": p.duckdb_type,
+                 "nullable": c.nullable}
+                for p, c in zip(desc.plans, desc.columns, strict=True)
+            ],
+        })
+    elif args.command == "register":
+        reg = engine.register(args.schema, args.table, incremental_key=args.incremental_key,
+                              primary_key=args.primary_key, detect_deletes=args.detect_deletes,
+                              include_columns=args.columns, exclude_columns=args.exclude_columns)
+        _print(reg.as_dict())
+    elif args.command == "unregister":
+        _print(engine.unregister(args.schema, args.table).as_dict())
+    elif args.command == "sync":
+        request = SyncRequest(args.schema, args.table, strategy=args.strategy, transport=args.transport,
+                              where=args.where, incremental_key=args.incremental_key,
+                              primary_key=args.primary_key, detect_deletes=args.detect_deletes, force=args.force)
+        job = engine.sync(request, on_progress=(lambda _: None) if args.quiet else _StderrProgress())
+        _print(job)
+    elif args.command == "status":
+        engine.store.reap_dead_jobs()
+        job = engine.store.get_job(args.sync_id)
+        if job is None:
+            raise SfduckError(f"No sync job with id {args.sync_id!r}.")
+        _print(job)
+    elif args.command == "history":
+        engine.store.reap_dead_jobs()
+        _print(engine.store.history(engine.default_schema(args.schema), args.table))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except SfduckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line, never a traceback for the user
+        print(f"internal error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,507 @@
+"""The local DuckDB file: synced tables plus sfduck's own metadata.
+
+Synced tables live at "<SCHEMA>"."<TABLE>", named exactly as in Snowflake. The spec's metadata
+tables live in the schema `sfduck_meta`, created and migrated by versioned code. DuckDB lets one
+process at a time open a file, and the dashboard and the command line must share it, so nothing
+here keeps the file open while idle: every operation opens, works and closes, and a process that
+finds the file busy retries for a bounded time before failing with a clear message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psutil
+
+from sfduck_core.errors import NotRegisteredError, StoreBusyError, SyncAlreadyRunningError
+from sfduck_core.sqlident import qualified, quote_ident
+
+META = "sfduck_meta"
+STAGING_PREFIX = "__sfduck_staging_"
+
+MIGRATIONS: list[list[str]] = [
+    [
+        f"CREATE SCHEMA IF NOT EXISTS {META}",
+        f"""CREATE TABLE {META}.allowed_tables (
+            table_id VARCHAR NOT NULL,
+            schema_name VARCHAR NOT NULL,
+            table_name VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            incremental_key VARCHAR,
+            primary_key VARCHAR[],
+            detect_deletes BOOLEAN NOT NULL DEFAULT FALSE,
+            include_columns VARCHAR[],
+            exclude_columns VARCHAR[],
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL)""",
+        f"""CREATE TABLE {META}.sync_jobs (
+            sync_id VARCHAR NOT NULL,
+            table_id VARCHAR NOT NULL,
+            schema_name VARCHAR NOT NULL,
+            table_name VARCHAR NOT NULL,
+            strategy VARCHAR NOT NULL,
+            transport VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            started_at TIMESTAMPTZ,
+            completed_at TIMESTAMPTZ,
+            error_message VARCHAR,
+            stats JSON,
+            filter VARCHAR,
+            pid INTEGER,
+            host VARCHAR,
+            process_started DOUBLE)""",
+        f"""CREATE TABLE {META}.table_sync_status (
+            table_id VARCHAR NOT NULL,
+            schema_name VARCHAR NOT NULL,
+            table_name VARCHAR NOT NULL,
+            last_sync_id VARCHAR,
+            last_status VARCHAR,
+            last_sync_at TIMESTAMPTZ,
+            last_success_sync_id VARCHAR,
+            last_success_at TIMESTAMPTZ,
+            row_count BIGINT,
+            size_bytes BIGINT,
+            watermark JSON,
+            source_row_count BIGINT,
+            source_last_modified TIMESTAMPTZ,
+            columns JSON,
+            filter VARCHAR)""",
+    ],
+]
+
+_LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
+_PID_IN_LOCK = re.compile(r"PID (\d+)")
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+# Syncs running in this process: a `running` job with our pid that is not in here is dead.
+ACTIVE_SYNCS: set[str] = set()
+_job_lock = threading.Lock()
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Registration:
+    table_id: str
+    schema_name: str
+    table_name: str
+    status: str
+    incremental_key: str | None = None
+    primary_key: tuple[str, ...] = ()
+    detect_deletes: bool = False
+    include_columns: tuple[str, ...] = ()
+    exclude_columns: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table_id": self.table_id,
+            "table_name": self.table_name,
+            "schema_name": self.schema_name,
+            "status": self.status,
+            "incremental_key": self.incremental_key,
+            "primary_key": list(self.primary_key),
+            "detect_deletes": self.detect_deletes,
+            "include_columns": list(self.include_columns),
+            "exclude_columns": list(self.exclude_columns),
+        }
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime | dt.date) else value
+
+
+def _process_started() -> float:
+    return psutil.Process(os.getpid()).create_time()
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike[str], lock_timeout_s: float = 30.0, memory_limit: str = "256MB"):
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self.memory_limit = memory_limit
+
+    # --- connections -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file for one operation, waiting a bounded time if another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if not _LOCK_ERROR.search(str(exc)):
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = _PID_IN_LOCK.search(str(exc))
+                    who = f" (process {holder.group(1)})" if holder else ""
+                    raise StoreBusyError(
+                        f"The DuckDB file {self.path} is in use by another process{who}; waited "
+                        f"{self.lock_timeout_s:.0f} s. Try again when it has finished."
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            con.execute(f"SET memory_limit = '{_memory_limit(self.memory_limit)}'")
+            self._migrate(con)
+            yield con
+        finally:
+            con.close()
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        key = str(self.path.resolve())
+        if key in _migrated:
+            return
+        with _migrate_lock:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {META}")
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {META}.schema_version "
+                "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            current = con.execute(f"SELECT coalesce(max(version), 0) FROM {META}.schema_version").fetchone()[0]
+            for version, statements in enumerate(MIGRATIONS, start=1):
+                if version <= current:
+                    continue
+                con.execute("BEGIN")
+                try:
+                    for sql in statements:
+                        con.execute(sql)
+                    con.execute(f"INSERT INTO {META}.schema_version VALUES (?, ?)", [version, now()])
+                    con.execute("COMMIT")
+                except Exception:
+                    con.execute("ROLLBACK")
+                    raise
+            _migrated.add(key)
+
+    # --- registrations ---------------------------------------------------------------------
+
+    def get_registration(self, schema: str, table: str, con: duckdb.DuckDBPyConnection | None = None
+                         ) -> Registration | None:
+        with self._maybe(con) as c:
+            row = c.execute(
+                f"SELECT table_id, schema_name, table_name, status, incremental_key, primary_key, "
+                f"detect_deletes, include_columns, exclude_columns FROM {META}.allowed_tables "
+                "WHERE schema_name = ? AND table_name = ?",
+                [schema, table],
+            ).fetchone()
+        if not row:
+            return None
+        return Registration(row[0], row[1], row[2], row[3], row[4], tuple(row[5] or ()), bool(row[6]),
+                            tuple(row[7] or ()), tuple(row[8] or ()))
+
+    def require_active(self, schema: str, table: str) -> Registration:
+        reg = self.get_registration(schema, table)
+        if reg is None or reg.status != "active":
+            raise NotRegisteredError(
+                f"{schema}.{table} is not registered for syncing; register it first "
+                f"(python -m sfduck_core register {schema} {table})."
+            )
+        return reg
+
+    def upsert_registration(self, schema: str, table: str, *, incremental_key: str | None,
+                            primary_key: Sequence[str], detect_deletes: bool,
+                            include_columns: Sequence[str], exclude_columns: Sequence[str]) -> Registration:
+        """Register (or re-activate) a table; registering again only updates its settings."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            existing = self.get_registration(schema, table, con)
+            values = [incremental_key, list(primary_key), detect_deletes, list(include_columns),
+                      list(exclude_columns), now()]
+            if existing:
+                con.execute(
+                    f"UPDATE {META}.allowed_tables SET status = 'active', incremental_key = ?, primary_key = ?, "
+                    "detect_deletes = ?, include_columns = ?, exclude_columns = ?, updated_at = ? "
+                    "WHERE table_id = ?",
+                    [*values, existing.table_id],
+                )
+                table_id = existing.table_id
+            else:
+                table_id = str(uuid.uuid4())
+                con.execute(
+                    f"INSERT INTO {META}.allowed_tables (table_id, schema_name, table_name, status, "
+                    "incremental_key, primary_key, detect_deletes, include_columns, exclude_columns, "
+                    "updated_at, created_at) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+                    [table_id, schema, table, *values, values[-1]],
+                )
+            con.execute("COMMIT")
+            reg = self.get_registration(schema, table, con)
+        assert reg is not None
+        return reg
+
+    def deactivate(self, schema: str, table: str) -> Registration:
+        with self.connect() as con:
+            reg = self.get_registration(schema, table, con)
+            if reg is None:
+                raise NotRegisteredError(f"{schema}.{table} is not registered.")
+            con.execute(
+                f"UPDATE {META}.allowed_tables SET status = 'inactive', updated_at = ? WHERE table_id = ?",
+                [now(), reg.table_id],
+            )
+            reg = self.get_registration(schema, table, con)
+        assert reg is not None
+        return reg
+
+    def list_registrations(self, include_inactive: bool = False) -> list[Registration]:
+        where = "" if include_inactive else "WHERE status = 'active'"
+        with self.connect() as con:
+            rows = con.execute(
+                f"SELECT schema_name, table_name FROM {META}.allowed_tables {where} "
+                "ORDER BY schema_name, table_name"
+            ).fetchall()
+            return [r for s, t in rows if (r := self.get_registration(s, t, con))]
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def start_job(self, reg: Registration, strategy: str, transport: str, filter_sql: str | None) -> str:
+        """Insert a `running` job unless one is already running for this table (checked atomically)."""
+        sync_id = str(uuid.uuid4())
+        with _job_lock, self.connect() as con:
+            self._reap_dead_jobs(con)
+            running = con.execute(
+                f"SELECT sync_id, started_at FROM {META}.sync_jobs "
+                "WHERE table_id = ? AND status IN ('pending', 'running')",
+                [reg.table_id],
+            ).fetchone()
+            if running:
+                raise SyncAlreadyRunningError(
+                    f"A sync of {reg.schema_name}.{reg.table_name} is already running (sync_id {running[0]}, "
+                    f"started {running[1]:%Y-%m-%d %H:%M:%S %Z}); wait for it to finish."
+                )
+            ts = now()
+            con.execute(
+                f"INSERT INTO {META}.sync_jobs (sync_id, table_id, schema_name, table_name, strategy, transport, "
+                "status, created_at, stats, filter, pid, host, process_started) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, '{}', ?, ?, ?, ?)",
+                [sync_id, reg.table_id, reg.schema_name, reg.table_name, strategy, transport, ts, filter_sql,
+                 os.getpid(), socket.gethostname(), _process_started()],
+            )
+            ACTIVE_SYNCS.add(sync_id)
+            con.execute(
+                f"UPDATE {META}.sync_jobs SET status = 'running', started_at = ? WHERE sync_id = ?", [ts, sync_id]
+            )
+            self._record_status(con, reg, sync_id, "running", ts)
+        return sync_id
+
+    def _record_status(self, con: duckdb.DuckDBPyConnection, reg: Registration, sync_id: str, status: str,
+                       ts: dt.datetime, **fields: Any) -> None:
+        exists = con.execute(
+            f"SELECT 1 FROM {META}.table_sync_status WHERE table_id = ?", [reg.table_id]
+        ).fetchone()
+        if not exists:
+            con.execute(
+                f"INSERT INTO {META}.table_sync_status (table_id, schema_name, table_name) VALUES (?, ?, ?)",
+                [reg.table_id, reg.schema_name, reg.table_name],
+            )
+        values = {"last_sync_id": sync_id, "last_status": status, "last_sync_at": ts, **fields}
+        if status == "completed":
+            values.update(last_success_sync_id=sync_id, last_success_at=ts)
+        assignments = ", ".join(f"{quote_ident(k)} = ?" for k in values)
+        con.execute(
+            f"UPDATE {META}.table_sync_status SET {assignments} WHERE table_id = ?",
+            [*(json.dumps(v, default=_iso) if isinstance(v, dict | list) else v for v in values.values()),
+             reg.table_id],
+        )
+
+    def update_job_stats(self, sync_id: str, stats: dict[str, Any], transport: str | None = None) -> None:
+        with self.connect() as con:
+            con.execute(
+                f"UPDATE {META}.sync_jobs SET stats = ?, transport = coalesce(?, transport) WHERE sync_id = ?",
+                [json.dumps(stats, default=_iso), transport, sync_id],
+            )
+
+    def complete_job(self, con: duckdb.DuckDBPyConnection, reg: Registration, sync_id: str,
+                     stats: dict[str, Any], transport: str, **status_fields: Any) -> None:
+        """Mark success inside the caller's transaction, so data and metadata commit together."""
+        ts = now()
+        con.execute(
+            f"UPDATE {META}.sync_jobs SET status = 'completed', completed_at = ?, stats = ?, transport = ? "
+            "WHERE sync_id = ?",
+            [ts, json.dumps(stats, default=_iso), transport, sync_id],
+        )
+        self._record_status(con, reg, sync_id, "completed", ts, **status_fields)
+
+    def fail_job(self, reg: Registration, sync_id: str, message: str, stats: dict[str, Any]) -> None:
+        ts = now()
+        with self.connect() as con:
+            con.execute(
+                f"UPDATE {META}.sync_jobs SET status = 'failed', completed_at = ?, error_message = ?, stats = ? "
+                "WHERE sync_id = ?",
+                [ts, message, json.dumps(stats, default=_iso), sync_id],
+            )
+            self._record_status(con, reg, sync_id, "failed", ts)
+
+    def finish(self, sync_id: str) -> None:
+        ACTIVE_SYNCS.discard(sync_id)
+
+    def _reap_dead_jobs(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A job left `running` by a process that died is failed, so it no longer blocks its table."""
+        rows = con.execute(
+            f"SELECT sync_id, table_id, pid, host, process_started FROM {META}.sync_jobs "
+            "WHERE status IN ('pending', 'running')"
+        ).fetchall()
+        me = socket.gethostname()
+        for sync_id, table_id, pid, host, started in rows:
+            if host != me or _job_alive(sync_id, pid, started):
+                continue
+            ts = now()
+            con.execute(
+                f"UPDATE {META}.sync_jobs SET status = 'failed', completed_at = ?, error_message = ? "
+                "WHERE sync_id = ?",
+                [ts, f"The process running this sync (pid {pid}) stopped before it finished; "
+                     "the table was left as it was before the sync.", sync_id],
+            )
+            con.execute(
+                f"UPDATE {META}.table_sync_status SET last_status = 'failed' "
+                "WHERE table_id = ? AND last_sync_id = ?",
+                [table_id, sync_id],
+            )
+
+    def reap_dead_jobs(self) -> None:
+        with _job_lock, self.connect() as con:
+            self._reap_dead_jobs(con)
+
+    def get_job(self, sync_id: str) -> dict[str, Any] | None:
+        jobs = self._jobs("WHERE sync_id = ?", [sync_id])
+        return jobs[0] if jobs else None
+
+    def history(self, schema: str | None = None, table: str | None = None, limit: int = 1000) -> list[dict]:
+        """Jobs, newest first, optionally for one table."""
+        if schema is None:
+            return self._jobs("", [], limit)
+        return self._jobs("WHERE schema_name = ? AND table_name = ?", [schema, table], limit)
+
+    def _jobs(self, where: str, params: list[Any], limit: int = 1000) -> list[dict[str, Any]]:
+        with self.connect() as con:
+            cur = con.execute(
+                "SELECT sync_id, table_id, schema_name, table_name, strategy, transport, status, created_at, "
+                f"started_at, completed_at, error_message, stats, filter FROM {META}.sync_jobs {where} "
+                "ORDER BY created_at DESC LIMIT ?",
+                [*params, limit],
+            )
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        jobs = []
+        for row in rows:
+            job = dict(zip(names, row, strict=True))
+            job["stats"] = json.loads(job["stats"]) if job["stats"] else {}
+            for key in ("created_at", "started_at", "completed_at"):
+                job[key] = _iso(job[key])
+            jobs.append(job)
+        return jobs
+
+    def sync_status(self, schema: str, table: str) -> dict[str, Any] | None:
+        with self.connect() as con:
+            cur = con.execute(
+                f"SELECT * FROM {META}.table_sync_status WHERE schema_name = ? AND table_name = ?", [schema, table]
+            )
+            names = [d[0] for d in cur.description]
+            row = cur.fetchone()
+        if not row:
+            return None
+        status = dict(zip(names, row, strict=True))
+        for key in ("watermark", "columns"):
+            status[key] = json.loads(status[key]) if status[key] else None
+        return {k: _iso(v) for k, v in status.items()}
+
+    # --- synced tables ---------------------------------------------------------------------
+
+    def synced_tables(self) -> list[tuple[str, str]]:
+        """(schema, table) of every table sfduck has loaded, for previews."""
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() "
+                "WHERE database_name = current_database() AND schema_name <> ? AND NOT starts_with(table_name, ?) "
+                "ORDER BY 1, 2",
+                [META, STAGING_PREFIX],
+            ).fetchall()
+        return [(s, t) for s, t in rows]
+
+    @staticmethod
+    def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+        return bool(
+            con.execute(
+                "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ?",
+                [schema, table],
+            ).fetchone()
+        )
+
+    @staticmethod
+    def table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
+        return [
+            (r[0], r[1])
+            for r in con.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ? ORDER BY column_index",
+                [schema, table],
+            ).fetchall()
+        ]
+
+    @staticmethod
+    def create_table(con: duckdb.DuckDBPyConnection, schema: str, table: str,
+                     columns: Sequence[tuple[str, str]]) -> None:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        cols = ", ".join(f"{quote_ident(name)} {duck_type}" for name, duck_type in columns)
+        con.execute(f"CREATE TABLE {qualified(schema, table)} ({cols})")
+
+    @staticmethod
+    def replace_table(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str) -> None:
+        """Swap the staging table in for the live one (inside the caller's transaction)."""
+        con.execute(f"DROP TABLE IF EXISTS {qualified(schema, table)}")
+        con.execute(f"ALTER TABLE {qualified(schema, staging)} RENAME TO {quote_ident(table)}")
+
+    @staticmethod
+    def count_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
+        return int(con.execute(f"SELECT count(*) FROM {qualified(schema, table)}").fetchone()[0])
+
+    @staticmethod
+    def staging_name(sync_id: str) -> str:
+        return f"{STAGING_PREFIX}{sync_id.replace('-', '')[:16]}"
+
+    def file_size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    @contextlib.contextmanager
+    def _maybe(self, con: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
+        if con is not None:
+            yield con
+        else:
+            with self.connect() as c:
+                yield c
+
+
+def _memory_limit(value: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)?", value.strip(), re.IGNORECASE):
+        raise ValueError(f"Invalid DuckDB memory limit {value!r}")
+    return value.strip()
+
+
+def _job_alive(sync_id: str, pid: int | None, started: float | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        same_process = started is None or abs(psutil.Process(pid).create_time() - started) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    if same_process and pid == os.getpid():
+        return sync_id in ACTIVE_SYNCS
+    return same_process

@@ -1,0 +1,193 @@
+"""Moving the rows of one query from Snowflake into a fresh DuckDB staging table.
+
+Two transports share one contract: the staging table is created and filled inside a DuckDB
+transaction, its row count is checked against what Snowflake says it sent, and a finalizer (swap
+for full syncs, merge for incremental ones) runs before the commit. Any failure rolls it all back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from sfduck_core.errors import SourceError, SyncFailedError
+from sfduck_core.source import SnowflakeSource, TableDescription
+from sfduck_core.sqlident import qualified
+from sfduck_core.store import Store
+
+if TYPE_CHECKING:
+    from sfduck_core.engine import SyncEngine, SyncRun
+
+ARROW_BATCH_ROWS = 122_880  # DuckDB's row-group size: larger batches leave under-filled row groups
+Finalizer = Callable[[duckdb.DuckDBPyConnection, str], None]
+
+
+class Transfer:
+    """Moves the rows selected by one query into a fresh staging table, then hands over to a
+    finalizer (swap or merge) inside the same transaction."""
+
+    def __init__(self, engine: SyncEngine, src: SnowflakeSource, run: SyncRun, desc: TableDescription,
+                 stats: dict[str, Any]):
+        self.engine, self.src, self.run_, self.desc, self.stats = engine, src, run, desc, stats
+        self.staging = Store.staging_name(run.sync_id)
+
+    def run(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> str:
+        transport = self.run_.request.transport
+        if transport in ("auto", "stage"):
+            try:
+                stage = self.src.create_temp_stage(self.desc.schema_name)
+            except SourceError as exc:
+                if transport == "stage":
+                    raise
+                self.stats["fallback_reason"] = f"stage unavailable, used arrow: {exc}"
+            else:
+                try:
+                    self._via_stage(stage, where, params, finalize)
+                    return "stage"
+                except _StageRefused as exc:
+                    if transport == "stage":
+                        raise SourceError(str(exc)) from None
+                    self.stats["fallback_reason"] = f"unload refused, used arrow: {exc}"
+                finally:
+                    try:
+                        self.src.drop_stage(stage)
+                        self.stats["stage_dropped"] = True
+                    except SourceError:
+                        self.stats["stage_dropped"] = False
+        self._via_arrow(where, params, finalize)
+        return "arrow"
+
+    def _create_staging(self, con: duckdb.DuckDBPyConnection) -> None:
+        Store.create_table(con, self.desc.schema_name, self.staging,
+                           [(p.name, p.duckdb_type) for p in self.desc.plans])
+
+    def _check_count(self, con: duckdb.DuckDBPyConnection, expected: int) -> int:
+        got = Store.count_rows(con, self.desc.schema_name, self.staging)
+        if got != expected:
+            raise SyncFailedError(
+                f"Row count mismatch: Snowflake sent {expected} rows but {got} arrived; the table was not changed."
+            )
+        return got
+
+    def _via_stage(self, stage: str, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> None:
+        run, stats = self.run_, self.stats
+        stats["transport"] = "stage"
+        prefix = f"data_{uuid.uuid4().hex}"
+        select_sql = self.src.select_sql(self.desc, for_stage=True, where=where, bound=params is not None)
+        run.report(phase="unloading", message="Snowflake is unloading the table to Parquet")
+        t0 = time.monotonic()
+        try:
+            unloaded = self.src.unload(stage, prefix, select_sql, params=params)
+        except SourceError as exc:
+            raise _StageRefused(str(exc)) from None
+        stats["unload_s"] = round(time.monotonic() - t0, 3)
+        stats["rows_unloaded"] = unloaded.rows_unloaded
+        stats["bytes_transferred"] = unloaded.output_bytes
+        local_dir = self.engine.settings.data_dir / "tmp" / run.sync_id
+        files: list[str] = []
+        try:
+            if unloaded.rows_unloaded > 0:  # zero rows write no file, and GET would fail
+                t0 = time.monotonic()
+                listing = self.src.list_stage(stage, prefix)
+                received = 0
+                run.report(phase="downloading", files_total=len(listing), files_done=0,
+                           message=f"Downloading {len(listing)} file(s)")
+                for i, (name, _size) in enumerate(listing, start=1):
+                    received += self.src.download(stage, name, local_dir)
+                    run.report(files_done=i, bytes_done=received,
+                               message=f"Downloaded file {i} of {len(listing)}")
+                files = sorted(str(p) for p in local_dir.glob("*.parquet"))
+                stats["files"] = len(files)
+                stats["bytes_transferred"] = received
+                stats["download_s"] = round(time.monotonic() - t0, 3)
+            t0 = time.monotonic()
+            run.report(phase="loading", rows_total=unloaded.rows_unloaded, rows_done=0,
+                       message="Loading into DuckDB")
+            with self.engine.store.connect() as con:
+                con.execute("BEGIN")
+                try:
+                    self._create_staging(con)
+                    if files:
+                        exprs = ", ".join(p.duckdb_expression(from_stage=True) for p in self.desc.plans)
+                        con.execute(
+                            f"INSERT INTO {qualified(self.desc.schema_name, self.staging)} "
+                            f"SELECT {exprs} FROM read_parquet(?, union_by_name = true)",
+                            [files],
+                        )
+                    loaded = self._check_count(con, unloaded.rows_unloaded)
+                    run.report(rows_done=loaded)
+                    stats["load_s"] = round(time.monotonic() - t0, 3)
+                    finalize(con, self.staging)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        finally:
+            shutil.rmtree(local_dir, ignore_errors=True)
+        stats["local_files_deleted"] = not local_dir.exists()
+
+    def _via_arrow(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> None:
+        run, stats = self.run_, self.stats
+        stats["transport"] = "arrow"
+        select_sql = self.src.select_sql(self.desc, for_stage=False, where=where, bound=params is not None)
+        run.report(phase="unloading", message="Snowflake is running the query")
+        t0 = time.monotonic()
+        expected, batches = self.src.arrow_result(select_sql, params)
+        stats["query_s"] = round(time.monotonic() - t0, 3)
+        run.report(phase="loading", rows_total=expected, rows_done=0, message="Streaming Arrow batches into DuckDB")
+        t0 = time.monotonic()
+        with self.engine.store.connect() as con:
+            con.execute("BEGIN")
+            try:
+                self._create_staging(con)
+                received = load_arrow_batches(
+                    con, qualified(self.desc.schema_name, self.staging), self.desc, batches,
+                    on_batch=lambda rows, nbytes: run.report(rows_done=rows, bytes_done=nbytes),
+                )
+                loaded = self._check_count(con, expected)
+                stats["bytes_transferred"] = received
+                stats["load_s"] = round(time.monotonic() - t0, 3)
+                run.report(rows_done=loaded)
+                finalize(con, self.staging)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+
+def load_arrow_batches(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription,
+                       batches: Iterable[pa.Table],
+                       on_batch: Callable[[int, int], None] | None = None) -> int:
+    """Insert Arrow results batch by batch, cast to the target types; returns bytes received.
+
+    Batches are pulled on demand and re-cut to DuckDB's row-group size, so memory is bounded by a
+    batch rather than by the table, and row groups stay full.
+    """
+    exprs = ", ".join(p.duckdb_expression(from_stage=False) for p in desc.plans)
+    names = [p.transfer_name for p in desc.plans]
+    rows = received = 0
+    for table in batches:
+        for batch in table.to_batches(max_chunksize=ARROW_BATCH_ROWS):
+            batch = batch.rename_columns(names)
+            received += batch.nbytes
+            con.register("sfduck_arrow_batch", batch)
+            try:
+                con.execute(f"INSERT INTO {target} SELECT {exprs} FROM sfduck_arrow_batch")
+            finally:
+                with contextlib.suppress(duckdb.Error):  # must not hide the insert's own error
+                    con.unregister("sfduck_arrow_batch")
+            rows += batch.num_rows
+            if on_batch is not None:
+                on_batch(rows, received)
+    return received
+
+
+class _StageRefused(Exception):
+    """Snowflake would not unload to the stage (forbidden, unsupported): arrow can still work."""

@@ -1,0 +1,191 @@
+"""Full syncs end to end: emulator over HTTP, the real connector, a real DuckDB file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sfduck_core.emulator import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS, EmulatorSettings
+from sfduck_core.engine import SyncEngine, SyncRequest
+from sfduck_core.errors import (
+    InvalidIdentifierError,
+    NotRegisteredError,
+    SyncAlreadyRunningError,
+    TableNotFoundError,
+)
+from sfduck_core.store import META
+from tests.conftest import TEST_DATA_ROWS
+
+TRANSPORTS = ["stage", "arrow"]
+JSON_COLUMNS = {name for name, typ in ALL_TYPES_COLUMNS if typ in ("VARIANT", "OBJECT", "ARRAY")}
+
+
+def read_table(engine: SyncEngine, schema: str, table: str, order_by: str) -> list[tuple]:
+    with engine.store.connect() as con:
+        return con.execute(f'SELECT * FROM "{schema}"."{table}" ORDER BY "{order_by}"').fetchall()
+
+
+def sync(engine: SyncEngine, schema: str, table: str, **kwargs: object) -> dict:
+    if engine.store.get_registration(schema, table) is None:
+        engine.register(schema, table)
+    return engine.sync(SyncRequest(schema, table, **kwargs))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_every_type_arrives_value_exact(engine: SyncEngine, emulator: EmulatorSettings, transport: str) -> None:
+    job = sync(engine, emulator.schema, "ALL_TYPES", transport=transport)
+    assert job["status"] == "completed"
+    assert job["transport"] == transport
+    rows = read_table(engine, emulator.schema, "ALL_TYPES", "ID")
+    assert len(rows) == len(ALL_TYPES_ROWS)
+    names = [name for name, _ in ALL_TYPES_COLUMNS]
+    for got, expected in zip(rows, ALL_TYPES_ROWS, strict=True):
+        for name, g, e in zip(names, got, expected, strict=True):
+            if name in JSON_COLUMNS and g is not None:
+                g = json.loads(g)
+            assert g == e, f"{name}: got {g!r}, expected {e!r} ({transport})"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_duckdb_column_types_follow_the_exact_map(engine: SyncEngine, emulator: EmulatorSettings,
+                                                   transport: str) -> None:
+    sync(engine, emulator.schema, "ALL_TYPES", transport=transport)
+    with engine.store.connect() as con:
+        types = dict(engine.store.table_columns(con, emulator.schema, "ALL_TYPES"))
+    assert types["NUM_38_0"] == "HUGEINT"
+    assert types["NUM_18_0"] == "BIGINT"
+    assert types["NUM_10_2"] == "DECIMAL(10,2)"
+    assert types["NUM_38_10"] == "DECIMAL(38,10)"
+    assert types["TS_TZ"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["VAR"] == "JSON"
+    assert types["BIN"] == "BLOB"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_large_table_row_count_checked_and_stage_cleaned(engine: SyncEngine, emulator: EmulatorSettings,
+                                                         settings, transport: str) -> None:
+    job = sync(engine, emulator.schema, "data", transport=transport)
+    stats = job["stats"]
+    assert stats["rows_processed"] == stats["total_rows"] == TEST_DATA_ROWS
+    assert stats["table_stats"]["row_count"] == TEST_DATA_ROWS
+    assert stats["transport"] == transport
+    assert stats["duration_s"] > 0
+    if transport == "stage":
+        assert stats["rows_unloaded"] == TEST_DATA_ROWS
+        assert stats["stage_dropped"] is True
+        assert stats["files"] >= 1
+        assert not any((Path(settings.data_dir) / "tmp").glob("*/*.parquet"))
+    with engine.store.connect() as con:
+        assert engine.store.count_rows(con, emulator.schema, "data") == TEST_DATA_ROWS
+    status = engine.store.sync_status(emulator.schema, "data")
+    assert status["last_status"] == "completed" and status["row_count"] == TEST_DATA_ROWS
+
+
+def test_temporary_stage_is_dropped(engine: SyncEngine, emulator: EmulatorSettings, sf) -> None:
+    sync(engine, emulator.schema, "ORDERS", transport="stage")
+    stages = sf.cursor().execute(f"SHOW STAGES IN SCHEMA {emulator.database}.{emulator.schema}").fetchall()
+    assert not [s for s in stages if "SFDUCK_TMP_" in str(s)]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_empty_table_syncs_to_an_empty_typed_table(engine: SyncEngine, emulator: EmulatorSettings,
+                                                   transport: str) -> None:
+    job = sync(engine, emulator.schema, "EMPTY_TABLE", transport=transport)
+    assert job["status"] == "completed" and job["stats"]["rows_processed"] == 0
+    with engine.store.connect() as con:
+        assert engine.store.count_rows(con, emulator.schema, "EMPTY_TABLE") == 0
+        assert engine.store.table_columns(con, emulator.schema, "EMPTY_TABLE")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_mixed_case_and_quoted_names_are_kept_exactly(engine: SyncEngine, emulator: EmulatorSettings,
+                                                      transport: str) -> None:
+    job = sync(engine, emulator.schema, "Mixed Case", transport=transport)
+    assert job["status"] == "completed"
+    with engine.store.connect() as con:
+        names = [n for n, _ in engine.store.table_columns(con, emulator.schema, "Mixed Case")]
+    assert 'Weird "col"' in names
+
+
+def test_resync_replaces_rather_than_appends(engine: SyncEngine, emulator: EmulatorSettings) -> None:
+    sync(engine, emulator.schema, "ORDERS")
+    first = read_table(engine, emulator.schema, "ORDERS", "ORDER_ID")
+    job = sync(engine, emulator.schema, "ORDERS")
+    assert read_table(engine, emulator.schema, "ORDERS", "ORDER_ID") == first
+    assert job["transport"] == "stage"  # auto prefers the spec's stage method
+    history = engine.store.history(emulator.schema, "ORDERS")
+    assert [j["status"] for j in history] == ["completed", "completed"]
+
+
+def test_register_is_idempotent_and_unregister_keeps_history_and_data(engine: SyncEngine,
+                                                                      emulator: EmulatorSettings) -> None:
+    first = engine.register(emulator.schema, "ORDERS")
+    assert first.as_dict()["status"] == "active" and first.primary_key == ("ORDER_ID",)
+    again = engine.register(emulator.schema, "ORDERS")
+    assert again.table_id == first.table_id
+    engine.sync(SyncRequest(emulator.schema, "ORDERS"))
+    gone = engine.unregister(emulator.schema, "ORDERS")
+    assert gone.status == "inactive"
+    assert len(engine.store.history(emulator.schema, "ORDERS")) == 1
+    assert ("WORKSPACE_833213390", "ORDERS") in engine.store.synced_tables()
+    with pytest.raises(NotRegisteredError):
+        engine.sync(SyncRequest(emulator.schema, "ORDERS"))
+
+
+def _metadata_snapshot(engine: SyncEngine) -> list:
+    with engine.store.connect() as con:
+        return [con.execute(f"SELECT count(*) FROM {META}.{t}").fetchone()[0]
+                for t in ("allowed_tables", "sync_jobs", "table_sync_status")]
+
+
+@pytest.mark.parametrize(
+    ("schema", "table", "error"),
+    [
+        ("WORKSPACE_833213390", "NO_SUCH_TABLE", TableNotFoundError),
+        ("WORKSPACE_833213390", "orders", TableNotFoundError),  # names are case-sensitive
+        ("NO_SUCH_SCHEMA", "data", TableNotFoundError),
+        ("WORKSPACE_833213390", 'data"; DROP TABLE "ORDERS"; --', TableNotFoundError),
+        ("WORKSPACE_833213390", "data\x00", InvalidIdentifierError),
+        ("WORKSPACE_833213390", "", InvalidIdentifierError),
+        ("WORKSPACE_833213390", "x" * 300, InvalidIdentifierError),
+    ],
+)
+def test_bad_names_are_refused_and_change_nothing(engine: SyncEngine, sf, schema: str, table: str,
+                                                  error: type[Exception]) -> None:
+    before = _metadata_snapshot(engine)
+    with pytest.raises(error) as info:
+        engine.register(schema, table)
+    assert str(info.value)
+    assert _metadata_snapshot(engine) == before
+    assert sf.cursor().execute('SELECT COUNT(*) FROM WORKSPACE_833213390."ORDERS"').fetchone()[0] > 0
+
+
+def test_second_sync_of_the_same_table_is_refused(engine: SyncEngine, emulator: EmulatorSettings) -> None:
+    engine.register(emulator.schema, "ORDERS")
+    first = engine.prepare(SyncRequest(emulator.schema, "ORDERS"))
+    with pytest.raises(SyncAlreadyRunningError, match="already running"):
+        engine.prepare(SyncRequest(emulator.schema, "ORDERS"))
+    assert first.run()["status"] == "completed"
+    assert engine.sync(SyncRequest(emulator.schema, "ORDERS"))["status"] == "completed"
+
+
+def test_unknown_transport_and_strategy_are_refused_before_any_job(engine: SyncEngine,
+                                                                   emulator: EmulatorSettings) -> None:
+    engine.register(emulator.schema, "ORDERS")
+    for request in (SyncRequest(emulator.schema, "ORDERS", transport="ftp"),
+                    SyncRequest(emulator.schema, "ORDERS", strategy="sometimes")):
+        with pytest.raises(Exception, match="Unknown"):
+            engine.prepare(request)
+    assert engine.store.history(emulator.schema, "ORDERS") == []
+
+
+def test_duckdb_file_is_not_held_open_while_idle(engine: SyncEngine, emulator: EmulatorSettings,
+                                                 settings) -> None:
+    sync(engine, emulator.schema, "ORDERS")
+    # another connection with a different configuration can only open the file if nobody holds it
+    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    assert con.execute(f'SELECT count(*) FROM "{emulator.schema}"."ORDERS"').fetchone()[0] > 0
+    con.close()
