@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ SNOWFLAKE_KEYS = (
     "private_key_file",
     "private_key_file_pwd",
     "authenticator",
+    "login_timeout",
 )
 DEFAULT_DUCKDB_PATH = "data/sfduck.duckdb"
 DEFAULT_DATA_DIR = "data"
@@ -52,6 +53,7 @@ class SnowflakeSettings:
     private_key_file: str | None = None
     private_key_file_pwd: str | None = field(default=None, repr=False)
     authenticator: str | None = None
+    login_timeout: int | None = None
 
     @property
     def label(self) -> str:
@@ -82,9 +84,6 @@ class Settings:
     demo: bool
     lock_timeout_s: float = 30.0
     duckdb_memory_limit: str = "256MB"
-
-    def with_snowflake(self, snowflake: SnowflakeSettings) -> Settings:
-        return replace(self, snowflake=snowflake, demo=False)
 
 
 def _env_key(key: str) -> str:
@@ -123,11 +122,14 @@ def load_settings(
         return None
 
     values: dict[str, Any] = {k: pick(_env_key(k), k) for k in SNOWFLAKE_KEYS}
-    if values["port"] not in (None, ""):
-        try:
-            values["port"] = int(values["port"])
-        except (TypeError, ValueError):
-            raise ConfigError(f"SNOWFLAKE_PORT must be a number, got {values['port']!r}.") from None
+    for numeric in ("port", "login_timeout"):
+        if values[numeric] not in (None, ""):
+            try:
+                values[numeric] = int(values[numeric])
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"{_env_key(numeric)} must be a number, got {values[numeric]!r}."
+                ) from None
     snowflake = SnowflakeSettings(**{k: (v if v != "" else None) for k, v in values.items()})
 
     duckdb_path = Path(pick("SFDUCK_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)

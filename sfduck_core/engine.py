@@ -259,6 +259,7 @@ class SyncEngine:
         if plan.primary_key:
             merged = upsert(con, schema, table, staging, columns, plan.primary_key, plan.key_plan.name)
             stats.update(rows_inserted=merged.rows_inserted, rows_updated=merged.rows_updated,
+                         rows_unchanged=merged.rows_unchanged,
                          duplicate_keys_in_change_set=merged.duplicate_keys_in_change_set)
         else:
             stats.update(rows_inserted=append(con, schema, table, staging, columns), rows_updated=0)
@@ -353,7 +354,8 @@ class IncrementalPlan:
             return user_filter, None
         op = ">=" if self.primary_key else ">"
         bound = f"{quote_ident(self.key_plan.name)} {op} {self.watermark.snowflake_literal_sql()}"
-        where = f"({user_filter}) AND {bound}" if user_filter else bound
+        # with parameters the connector formats the text with %, so the filter's own % are doubled
+        where = f"({user_filter.replace('%', '%%')}) AND {bound}" if user_filter else bound
         return where, [self.watermark.value]
 
 

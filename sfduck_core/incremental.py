@@ -139,6 +139,7 @@ def _key_match(left: str, right: str, key: Sequence[str]) -> str:
 class MergeResult:
     rows_inserted: int = 0
     rows_updated: int = 0
+    rows_unchanged: int = 0  # re-fetched at the inclusive watermark, identical to what we had
     duplicate_keys_in_change_set: int = 0
 
 
@@ -161,13 +162,17 @@ def upsert(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str
             f"DELETE FROM {stage} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
             f"(PARTITION BY {quote_list(key)} {order}) AS n FROM {stage}) WHERE n > 1)"
         )
-    result.rows_updated = int(con.execute(
-        f"SELECT count(*) FROM {stage} s WHERE EXISTS (SELECT 1 FROM {target} t WHERE {_key_match('t', 's', key)})"
-    ).fetchone()[0])
+    same_row = " AND ".join(f"t.{quote_ident(c)} IS NOT DISTINCT FROM s.{quote_ident(c)}" for c in columns)
+    matched, unchanged = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {same_row}) FROM {stage} s JOIN {target} t "
+        f"ON {_key_match('t', 's', key)}"
+    ).fetchone()
+    result.rows_updated = int(matched) - int(unchanged)
+    result.rows_unchanged = int(unchanged)
     con.execute(f"DELETE FROM {target} t USING {stage} s WHERE {_key_match('t', 's', key)}")
     cols = quote_list(columns)
     con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}")
-    result.rows_inserted = Store.count_rows(con, schema, staging) - result.rows_updated
+    result.rows_inserted = Store.count_rows(con, schema, staging) - int(matched)
     return result
 
 

@@ -25,7 +25,7 @@ from sfduck_core.errors import SourceError, TableNotFoundError
 from sfduck_core.sqlident import qualified, quote_ident, validate_identifier
 from sfduck_core.typemap import ColumnPlan, plan_columns
 
-LOGIN_FAILED_ERRNOS = {390100, 390144, 250001}
+LOGIN_FAILED_ERRNOS = {390100, 390144}
 DEFAULT_MAX_FILE_SIZE = 16 * 1024 * 1024
 TEMP_STAGE_PREFIX = "SFDUCK_TMP_"
 
@@ -96,7 +96,7 @@ def translate_error(exc: Exception, settings: SnowflakeSettings, doing: str) -> 
             f"Snowflake refused the login for user {settings.user!r}: incorrect username or password. "
             "Check SNOWFLAKE_USER and SNOWFLAKE_PASSWORD."
         )
-    if isinstance(exc, OperationalError) or errno in (250003, 251011, 251012):
+    if isinstance(exc, OperationalError) or errno in (250001, 250003, 251011, 251012):
         return SourceError(
             f"Cannot reach Snowflake at {where}"
             f"{':' + str(settings.port) if settings.port else ''} while {doing}: {_message(exc)}. "
@@ -229,12 +229,7 @@ class SnowflakeSource:
 
     # --- transfer --------------------------------------------------------------------------
 
-    def select_sql(self, desc: TableDescription, for_stage: bool, where: str | None = None,
-                   bound: bool = False) -> str:
-        """The transfer query. With `bound`, literal percent signs are doubled because the
-        connector's client-side binding treats the text as a format string."""
-        if bound and where:
-            where = where.replace("%", "%%")
+    def select_sql(self, desc: TableDescription, for_stage: bool, where: str | None = None) -> str:
         projection = ", ".join(p.snowflake_projection(for_stage) for p in desc.plans)
         sql = f"SELECT {projection} FROM {qualified(self.database, desc.schema_name, desc.table_name)}"
         return f"{sql} WHERE {where}" if where else sql

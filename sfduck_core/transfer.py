@@ -80,7 +80,7 @@ class Transfer:
         run, stats = self.run_, self.stats
         stats["transport"] = "stage"
         prefix = f"data_{uuid.uuid4().hex}"
-        select_sql = self.src.select_sql(self.desc, for_stage=True, where=where, bound=params is not None)
+        select_sql = self.src.select_sql(self.desc, for_stage=True, where=where)
         run.report(phase="unloading", message="Snowflake is unloading the table to Parquet")
         t0 = time.monotonic()
         try:
@@ -136,7 +136,7 @@ class Transfer:
     def _via_arrow(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> None:
         run, stats = self.run_, self.stats
         stats["transport"] = "arrow"
-        select_sql = self.src.select_sql(self.desc, for_stage=False, where=where, bound=params is not None)
+        select_sql = self.src.select_sql(self.desc, for_stage=False, where=where)
         run.report(phase="unloading", message="Snowflake is running the query")
         t0 = time.monotonic()
         expected, batches = self.src.arrow_result(select_sql, params)

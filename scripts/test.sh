@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, then every test (emulator, DuckDB, AppTest, headless Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/bootstrap.sh --with-browser
+.venv/bin/ruff check .
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,137 @@
+"""The command line as automation uses it: JSON on stdout, one-line errors, exit codes, and a
+sync killed with SIGKILL at the worst moments."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sfduck_core.emulator import EmulatorSettings
+from tests.conftest import TEST_DATA_ROWS, env_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sfduck_core", *args], env=env, cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.fixture
+def env(emulator: EmulatorSettings, tmp_path: Path) -> dict[str, str]:
+    return env_for(emulator, tmp_path)
+
+
+def test_tables_register_sync_status_history_unregister(env: dict[str, str], emulator: EmulatorSettings) -> None:
+    tables = cli(env, "tables", emulator.schema)
+    assert tables.returncode == 0, tables.stderr
+    listed = {t["table_name"]: t for t in json.loads(tables.stdout)}
+    assert listed["data"]["row_count"] == TEST_DATA_ROWS
+    assert set(listed["data"]) >= {"table_name", "row_count", "size_bytes", "last_modified"}
+
+    reg = cli(env, "register", emulator.schema, "ORDERS", "--incremental-key", "UPDATED_AT")
+    assert reg.returncode == 0, reg.stderr
+    registration = json.loads(reg.stdout)
+    assert registration["status"] == "active" and registration["table_name"] == "ORDERS"
+    assert registration["table_id"]
+
+    synced = cli(env, "sync", emulator.schema, "ORDERS", "--transport", "arrow")
+    assert synced.returncode == 0, synced.stderr
+    job = json.loads(synced.stdout)
+    assert job["status"] == "completed" and job["stats"]["rows_processed"] > 0
+    assert "[loading]" in synced.stderr  # progress goes to stderr, stdout stays JSON
+
+    status = json.loads(cli(env, "status", job["sync_id"]).stdout)
+    assert status["sync_id"] == job["sync_id"] and status["status"] == "completed"
+    history = json.loads(cli(env, "history", emulator.schema, "ORDERS").stdout)
+    assert [h["sync_id"] for h in history] == [job["sync_id"]]
+    gone = json.loads(cli(env, "unregister", emulator.schema, "ORDERS").stdout)
+    assert gone["status"] == "inactive"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("register", "WORKSPACE_833213390", "NOPE"), "does not exist"),
+        (("sync", "WORKSPACE_833213390", "data"), "not registered"),
+        (("status", "no-such-id"), "No sync job"),
+        (("sync", "WORKSPACE_833213390", "data", "--where", "1=1; DROP TABLE x"), "not registered"),
+    ],
+)
+def test_failures_are_one_line_without_traceback(env: dict[str, str], args: tuple[str, ...], message: str) -> None:
+    result = cli(env, *args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_wrong_password_is_reported_without_the_password(env: dict[str, str]) -> None:
+    env = {**env, "SNOWFLAKE_PASSWORD": "not-the-password-123"}
+    result = cli(env, "tables")
+    assert result.returncode == 1
+    assert "incorrect username or password" in result.stderr
+    assert "not-the-password-123" not in result.stderr
+
+
+def test_unreachable_snowflake_is_a_clear_error(env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**env, "SNOWFLAKE_PORT": str(port), "SNOWFLAKE_LOGIN_TIMEOUT": "5"}
+    result = cli(env, "tables", timeout=60)
+    assert result.returncode == 1
+    assert "Cannot reach Snowflake" in result.stderr
+    assert env["SNOWFLAKE_PASSWORD"] not in result.stderr
+
+
+def _table_bytes(env: dict[str, str], schema: str, table: str) -> list:
+    import duckdb
+
+    con = duckdb.connect(env["SFDUCK_DUCKDB_PATH"], read_only=True)
+    try:
+        return con.execute(f'SELECT * FROM "{schema}"."{table}" ORDER BY 1').fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(("transport", "phase"), [("stage", "downloading"), ("stage", "swapping"),
+                                                  ("arrow", "loading")])
+def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], emulator: EmulatorSettings,
+                                                          transport: str, phase: str) -> None:
+    assert cli(env, "register", emulator.schema, "data").returncode == 0
+    first = cli(env, "sync", emulator.schema, "data", "--quiet")
+    assert first.returncode == 0, first.stderr
+    before = _table_bytes(env, emulator.schema, "data")
+    assert len(before) == TEST_DATA_ROWS
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "sync_until.py"), emulator.schema, "data",
+                             transport, phase], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read() if proc.poll() else "no pause"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    assert _table_bytes(env, emulator.schema, "data") == before
+    history = json.loads(cli(env, "history", emulator.schema, "data").stdout)
+    assert history[0]["status"] == "failed" and "stopped before it finished" in history[0]["error_message"]
+    again = cli(env, "sync", emulator.schema, "data", "--quiet", "--transport", transport)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["stats"]["rows_processed"] == TEST_DATA_ROWS
+    import duckdb
+
+    con = duckdb.connect(env["SFDUCK_DUCKDB_PATH"], read_only=True)
+    leftovers = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__sfduck%'").fetchall()
+    con.close()
+    assert leftovers == []
