@@ -114,13 +114,7 @@ class Transfer:
                 con.execute("BEGIN")
                 try:
                     self._create_staging(con)
-                    if files:
-                        exprs = ", ".join(p.duckdb_expression(from_stage=True) for p in self.desc.plans)
-                        con.execute(
-                            f"INSERT INTO {qualified(self.desc.schema_name, self.staging)} "
-                            f"SELECT {exprs} FROM read_parquet(?, union_by_name = true)",
-                            [files],
-                        )
+                    load_parquet_files(con, qualified(self.desc.schema_name, self.staging), self.desc, files)
                     loaded = self._check_count(con, unloaded.rows_unloaded)
                     run.report(rows_done=loaded)
                     stats["load_s"] = round(time.monotonic() - t0, 3)
@@ -162,6 +156,33 @@ class Transfer:
                 raise
 
 
+def conversion_failed(exc: duckdb.Error) -> SyncFailedError:
+    """A value the target type cannot hold: say which limits are known to bite."""
+    first_line = str(exc).strip().splitlines()[0]
+    return SyncFailedError(
+        f"A value could not be stored in its DuckDB type: {first_line}. TIMESTAMP_NTZ(7-9) maps to "
+        "TIMESTAMP_NS, which only holds the years 1677-2262; exclude such a column (--exclude-columns) "
+        "or sync it through a view that casts it to TIMESTAMP_NTZ(6). The table was not changed."
+    )
+
+
+def load_parquet_files(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription,
+                       files: Sequence[str]) -> None:
+    """Insert unloaded Parquet files, cast column by column to the target types.
+
+    `union_by_name` plus explicit casts make files whose physical types disagree (Snowflake's
+    unload optimisation) load into one consistent table.
+    """
+    if not files:
+        return
+    exprs = ", ".join(p.duckdb_expression(from_stage=True) for p in desc.plans)
+    try:
+        con.execute(f"INSERT INTO {target} SELECT {exprs} FROM read_parquet(?, union_by_name = true)",
+                    [list(files)])
+    except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
+        raise conversion_failed(exc) from None
+
+
 def load_arrow_batches(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription,
                        batches: Iterable[pa.Table],
                        on_batch: Callable[[int, int], None] | None = None) -> int:
@@ -180,6 +201,8 @@ def load_arrow_batches(con: duckdb.DuckDBPyConnection, target: str, desc: TableD
             con.register("sfduck_arrow_batch", batch)
             try:
                 con.execute(f"INSERT INTO {target} SELECT {exprs} FROM sfduck_arrow_batch")
+            except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
+                raise conversion_failed(exc) from None
             finally:
                 with contextlib.suppress(duckdb.Error):  # must not hide the insert's own error
                     con.unregister("sfduck_arrow_batch")

@@ -1,0 +1,81 @@
+"""Where settings come from, which wins, and that secrets never leak."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sfduck_core
+from sfduck_core.config import load_settings
+from sfduck_core.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_no_account_anywhere_means_demo_mode(tmp_path: Path) -> None:
+    settings = load_settings(env={}, dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "secrets.toml")
+    assert settings.demo is True
+    assert settings.duckdb_path == Path("data/sfduck.duckdb") and settings.data_dir == Path("data")
+
+
+def test_environment_beats_dotenv_beats_secrets(tmp_path: Path) -> None:
+    secrets = write(tmp_path / "secrets.toml", '[connections.snowflake]\naccount = "from_secrets"\n'
+                                                'user = "secret_user"\npassword = "pw1"\nwarehouse = "WH_S"\n'
+                                                'role = "R_S"\n')
+    dotenv = write(tmp_path / ".env", "SNOWFLAKE_ACCOUNT=from_dotenv\nSNOWFLAKE_WAREHOUSE=WH_D\n")
+    settings = load_settings(env={"SNOWFLAKE_ACCOUNT": "from_env"}, dotenv_path=dotenv, secrets_path=secrets)
+    sf = settings.snowflake
+    assert (sf.account, sf.warehouse, sf.role, sf.user) == ("from_env", "WH_D", "R_S", "secret_user")
+    assert settings.demo is False
+
+
+def test_password_never_appears_in_repr_or_errors(tmp_path: Path) -> None:
+    settings = load_settings(env={"SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
+                                  "SNOWFLAKE_PASSWORD": "hunter2-secret"},
+                             dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "s.toml")
+    assert "hunter2-secret" not in repr(settings)
+    assert settings.snowflake.connect_kwargs()["password"] == "hunter2-secret"
+    assert settings.snowflake.connect_kwargs()["session_parameters"]["TIMEZONE"] == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u"}, "no credentials"),
+        ({"SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_PASSWORD": "p"}, "SNOWFLAKE_USER"),
+        ({"SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u", "SNOWFLAKE_PASSWORD": "p", "SNOWFLAKE_PORT": "x"},
+         "must be a number"),
+    ],
+)
+def test_incomplete_configuration_is_a_clear_error(tmp_path: Path, env: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env=env, dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "s.toml")
+
+
+def test_key_pair_auth_needs_no_password(tmp_path: Path) -> None:
+    settings = load_settings(env={"SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
+                                  "SNOWFLAKE_PRIVATE_KEY_FILE": "/keys/rsa.p8"},
+                             dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "s.toml")
+    assert settings.snowflake.connect_kwargs()["private_key_file"] == "/keys/rsa.p8"
+
+
+def test_the_core_never_imports_streamlit() -> None:
+    modules = [f"sfduck_core.{m.name}" for m in pkgutil.iter_modules(sfduck_core.__path__)
+               if m.name != "__main__"]
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "bad = sorted(m for m in sys.modules if m == 'streamlit' or m.startswith('streamlit.'))\n"
+            "assert not bad, bad\n"
+            "print(len(sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert len(modules) >= 10
