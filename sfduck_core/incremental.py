@@ -54,7 +54,7 @@ def read_watermark(con: duckdb.DuckDBPyConnection, schema: str, table: str, plan
     col = quote_ident(plan.name)
     duck_type = plan.duckdb_type
     if duck_type == "TIMESTAMPTZ":
-        expr = f"strftime(timezone('UTC', max({col})), '%Y-%m-%d %H:%M:%S.%f') || ' +00:00'"
+        expr = f"strftime(timezone('UTC', max({col})), '%Y-%m-%d %H:%M:%S.%f') || '+00:00'"
     elif duck_type.startswith("TIMESTAMP"):
         expr = f"CAST(max({col}) AS VARCHAR)"
     else:

@@ -56,13 +56,17 @@ class Transfer:
                         raise SourceError(str(exc)) from None
                     self.stats["fallback_reason"] = f"unload refused, used arrow: {exc}"
                 finally:
-                    try:
-                        self.src.drop_stage(stage)
-                        self.stats["stage_dropped"] = True
-                    except SourceError:
-                        self.stats["stage_dropped"] = False
+                    if not self.stats.get("stage_dropped"):
+                        self._drop_stage(stage)
         self._via_arrow(where, params, finalize)
         return "arrow"
+
+    def _drop_stage(self, stage: str) -> None:
+        try:
+            self.src.drop_stage(stage)
+            self.stats["stage_dropped"] = True
+        except SourceError:
+            self.stats["stage_dropped"] = False  # temporary: Snowflake drops it with the session
 
     def _create_staging(self, con: duckdb.DuckDBPyConnection) -> None:
         Store.create_table(con, self.desc.schema_name, self.staging,
@@ -107,6 +111,7 @@ class Transfer:
                 stats["files"] = len(files)
                 stats["bytes_transferred"] = received
                 stats["download_s"] = round(time.monotonic() - t0, 3)
+            self._drop_stage(stage)  # the files are local now: free the stage before the load
             t0 = time.monotonic()
             run.report(phase="loading", rows_total=unloaded.rows_unloaded, rows_done=0,
                        message="Loading into DuckDB")

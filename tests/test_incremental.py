@@ -139,7 +139,7 @@ def test_timestamp_tz_key_in_another_time_zone_loses_nothing(emulator: EmulatorS
                                                              source_table: Callable[..., str]) -> None:
     schema = emulator.schema
     table = source_table("ID NUMBER(38,0) PRIMARY KEY, TS TIMESTAMP_TZ", "TZKEY")
-    run_sql(sf, f'INSERT INTO "{schema}"."{table}" VALUES (1, \'2024-01-01 12:00:00 +00:00\')')
+    run_sql(sf, f'INSERT INTO "{schema}"."{table}" VALUES (1, \'2024-01-01 12:00:00+00:00\')')
     env = {**env_for(emulator, tmp_path), "TZ": "Asia/Tokyo"}
 
     def cli(*args: str) -> dict:
@@ -151,7 +151,7 @@ def test_timestamp_tz_key_in_another_time_zone_loses_nothing(emulator: EmulatorS
     cli("register", schema, table, "--incremental-key", "TS")
     cli("sync", schema, table, "--strategy", "incremental", "--quiet")
     # later as an instant, earlier as a wall clock: 10:00 at -08:00 is 18:00 UTC
-    run_sql(sf, f'INSERT INTO "{schema}"."{table}" VALUES (2, \'2024-01-01 10:00:00 -08:00\')')
+    run_sql(sf, f'INSERT INTO "{schema}"."{table}" VALUES (2, \'2024-01-01 10:00:00-08:00\')')
     job = cli("sync", schema, table, "--strategy", "incremental", "--quiet", "--force")
     assert job["stats"]["rows_inserted"] == 1
     assert job["stats"]["watermark_after"]["value"].startswith("2024-01-01 18:00:00")
