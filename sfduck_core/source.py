@@ -288,6 +288,9 @@ class SnowflakeSource:
             raise SourceError(f"Unexpected staged file name {file_name!r}.")
         local_dir.mkdir(parents=True, exist_ok=True)
         target = local_dir.resolve().as_posix()
+        if "'" in target or "\\" in target:
+            raise SourceError(f"The data directory {target!r} contains a quote or backslash; choose another "
+                              "SFDUCK_DATA_DIR.")
         cur = self.execute(
             f"GET @{stage}/{file_name} 'file://{target}/' PARALLEL = 4", doing=f"downloading {file_name}"
         )
