@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("schema")
     p.add_argument("table")
 
-    sub.add_parser("emulator", help="run the embedded Snowflake emulator and print how to reach it")
+    sub.add_parser("emulator", help="run the embedded Snowflake emulator and print how to reach it "
+                                    "(see `emulator --help`)")
     return parser
 
 
@@ -91,11 +92,6 @@ def _print(obj: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "emulator":
-        from sfduck_core.emulator import main as emulator_main
-
-        return emulator_main([])
-
     from sfduck_core.engine import SyncEngine, SyncRequest
 
     engine = SyncEngine(load_settings())
@@ -139,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:  # its own options (--port, --rows, ...) live in the emulator module
+        from sfduck_core.emulator import main as emulator_main
+
+        return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return run(args)

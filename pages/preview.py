@@ -1,0 +1,78 @@
+"""Preview synced tables (rows, count, SUMMARIZE, sync status) and query them read-only."""
+# ruff: noqa: E402  -- the login/role gate must be the page's first statement, before other imports
+
+from sfduck_ui.auth import require_page
+
+ctx, viewer = require_page("preview")
+
+import streamlit as st
+
+from sfduck_core.preview import (
+    PREVIEW_ROWS,
+    QUERY_MAX_ROWS,
+    QUERY_TIMEOUT_S,
+    first_rows,
+    row_count,
+    run_read_only_query,
+    summarize,
+    to_csv_bytes,
+    to_parquet_bytes,
+)
+from sfduck_core.sqlident import qualified
+from sfduck_ui.layout import load_or_stop, user_errors
+
+_RESULT_KEY = "_sfduck_query_result"
+store = ctx.engine.store
+
+st.title("Preview")
+synced = load_or_stop("listing the synced tables", store.synced_tables)
+if not synced:
+    st.info("No table has been synced yet. Register a table, then sync it.")
+    st.stop()
+
+by_label = {f"{schema}.{table}": (schema, table) for schema, table in synced}
+label = st.selectbox("Synced table", list(by_label), key="preview_table")
+schema, table = by_label[label]
+
+status = load_or_stop("reading the sync status", store.sync_status, schema, table) or {}
+count = load_or_stop("counting rows", row_count, store, schema, table)
+metrics = st.columns(3)
+metrics[0].metric("Rows in DuckDB", f"{count:,}")
+metrics[1].metric("Last sync", status.get("last_status") or "never")
+source_rows = status.get("source_row_count")
+metrics[2].metric("Rows in Snowflake at that sync", "?" if source_rows is None else f"{source_rows:,}")
+last_success = status.get("last_success_at")
+st.caption(f"Last successful sync: {last_success[:19].replace('T', ' ')} UTC" if last_success
+           else "No successful sync recorded.")
+
+rows_tab, summary_tab, status_tab, sql_tab = st.tabs(["First rows", "Summary", "Sync status", "SQL"])
+with rows_tab:
+    st.caption(f"The first {PREVIEW_ROWS} rows.")
+    st.dataframe(load_or_stop("reading the first rows", first_rows, store, schema, table),
+                 hide_index=True, width="stretch")
+with summary_tab:
+    st.caption("DuckDB SUMMARIZE: per-column type, min, max, approximate distinct count, nulls, quartiles.")
+    with user_errors("summarizing the table"):
+        st.dataframe(summarize(store, schema, table), hide_index=True, width="stretch")
+with status_tab:
+    st.json(status or {"status": "no sync recorded"}, expanded=1)
+with sql_tab:
+    st.caption(f"Read-only: one SELECT (or SUMMARIZE/DESCRIBE), at most {QUERY_MAX_ROWS:,} rows, stopped after "
+               f"{QUERY_TIMEOUT_S:.0f} s. It cannot change data or read files or the network.")
+    with st.form("sql_form"):
+        sql = st.text_area("SQL", value=f"SELECT * FROM {qualified(schema, table)} LIMIT 100", height=120)
+        run = st.form_submit_button("Run query", type="primary", icon=":material/play_arrow:")
+    if run:
+        st.session_state.pop(_RESULT_KEY, None)
+        with user_errors("running the query"), st.spinner("Running the query..."):
+            st.session_state[_RESULT_KEY] = run_read_only_query(ctx.settings.duckdb_path, sql)
+    result = st.session_state.get(_RESULT_KEY)
+    if result is not None:
+        note = f" (first {QUERY_MAX_ROWS:,} shown; there are more)" if result.truncated else ""
+        st.caption(f"{result.table.num_rows:,} rows in {result.elapsed_s:.2f} s{note}")
+        st.dataframe(result.to_pandas(), hide_index=True, width="stretch")
+        csv_col, parquet_col = st.columns(2)
+        csv_col.download_button("Download CSV", to_csv_bytes(result.table), "sfduck_query.csv", "text/csv",
+                                icon=":material/download:")
+        parquet_col.download_button("Download Parquet", to_parquet_bytes(result.table), "sfduck_query.parquet",
+                                    "application/vnd.apache.parquet", icon=":material/download:")

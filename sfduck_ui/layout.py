@@ -1,0 +1,65 @@
+"""What every page shares: the sidebar and the way errors are shown (a message, never a traceback)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import streamlit as st
+
+from sfduck_core.errors import SfduckError
+
+T = TypeVar("T")
+log = logging.getLogger("sfduck.dashboard")
+
+
+def show_error(exc: BaseException, doing: str) -> None:
+    """Expected failures show their own message; anything else is a bug, reported as one."""
+    if isinstance(exc, SfduckError):
+        st.error(str(exc), icon=":material/error:")
+    else:
+        log.exception("Unexpected error while %s", doing)
+        st.error(
+            f"Something unexpected went wrong while {doing} ({type(exc).__name__}: {exc}). "
+            "This is a bug in sfduck: try again, and report it with the server log if it persists.",
+            icon=":material/bug_report:",
+        )
+
+
+@contextlib.contextmanager
+def user_errors(doing: str) -> Iterator[None]:
+    """For actions (button clicks): show what went wrong and let the rest of the page render."""
+    try:
+        yield
+    except Exception as exc:
+        show_error(exc, doing)
+
+
+def load_or_stop(doing: str, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """For what a page cannot do without: show the error and stop the page there."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        show_error(exc, doing)
+        st.stop()
+        raise  # unreachable: st.stop() raises
+
+
+def configure_page() -> None:
+    """Same title and wide layout whether the entrypoint or a page file runs first."""
+    st.set_page_config(page_title="sfduck", page_icon=":material/database:", layout="wide")
+
+
+_FLASH_KEY = "_sfduck_flash"
+
+
+def flash(message: str) -> None:
+    """A confirmation that survives the st.rerun() that follows an action."""
+    st.session_state.setdefault(_FLASH_KEY, []).append(message)
+
+
+def show_flashes() -> None:
+    for message in st.session_state.pop(_FLASH_KEY, []):
+        st.success(message, icon=":material/check_circle:")

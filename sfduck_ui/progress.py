@@ -1,0 +1,96 @@
+"""Live progress of background syncs, and the outcome of the ones this session started.
+
+Progress is polled by a fragment that reruns every second, and only while a sync is running: when
+the last one ends the fragment asks for one full rerun, after which nothing polls any more.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from sfduck_core.background import BackgroundSync
+from sfduck_core.catalog import human_bytes
+from sfduck_core.progress import SyncProgress
+from sfduck_ui.context import AppContext
+
+_MY_SYNCS_KEY = "_sfduck_my_syncs"
+POLL_EVERY = "1s"
+
+
+def remember_started(sync_id: str) -> None:
+    """Record that this session started `sync_id`, so its result is shown here when it ends."""
+    st.session_state.setdefault(_MY_SYNCS_KEY, []).append(sync_id)
+
+
+def describe_progress(p: SyncProgress) -> str:
+    """One line saying where the sync is: the phase, then files or rows against their totals."""
+    table = f"{p.schema_name}.{p.table_name}"
+    if p.phase == "downloading" and p.files_total:
+        return f"{table}: downloading file {p.files_done} of {p.files_total} ({human_bytes(p.bytes_done)})"
+    if p.phase == "loading":
+        total = f"{p.rows_total:,}" if p.rows_total is not None else "?"
+        return f"{table}: loading rows, {p.rows_done:,} of {total}"
+    if p.phase == "unloading":
+        total = f" ({p.rows_total:,} rows expected)" if p.rows_total else ""
+        return f"{table}: unloading in Snowflake{total}"
+    if p.phase == "swapping":
+        return f"{table}: swapping the new table in"
+    return f"{table}: {p.phase}" + (f" ({p.message})" if p.message else "")
+
+
+def _render_running(bg: BackgroundSync) -> None:
+    p = bg.progress
+    with st.status(describe_progress(p), state="running", expanded=True):
+        st.progress(p.fraction or 0.0, text=p.message or p.phase)
+        rows_total = f"{p.rows_total:,}" if p.rows_total is not None else "?"
+        st.caption(f"Phase: **{p.phase}** · rows {p.rows_done:,} of {rows_total}"
+                   + (f" · file {p.files_done} of {p.files_total}" if p.files_total else "")
+                   + f" · sync {bg.sync_id[:8]}")
+
+
+def _render_finished(bg: BackgroundSync) -> None:
+    table = f"{bg.request.schema_name}.{bg.request.table_name}"
+    if bg.error is not None:
+        st.error(f"Sync of {table} failed: {bg.error}", icon=":material/error:")
+        return
+    job = bg.result or {}
+    stats = job.get("stats") or {}
+    rows = stats.get("rows_processed")
+    duration = stats.get("duration_s")
+    with st.status(f"Synced {table}", state="complete", expanded=True):
+        cols = st.columns(4)
+        cols[0].metric("Rows", "?" if rows is None else f"{rows:,}")
+        cols[1].metric("Duration", "?" if duration is None else f"{duration:.1f} s")
+        cols[2].metric("Transport", job.get("transport") or stats.get("transport") or "?")
+        cols[3].metric("Transferred", human_bytes(stats.get("bytes_transferred")))
+        if stats.get("fallback_reason"):
+            st.caption(f"Note: {stats['fallback_reason']}")
+        with st.expander("All statistics"):
+            st.json(job)
+
+
+def _render_all(ctx: AppContext) -> bool:
+    """Draw running syncs (anyone's) and this session's finished ones; True if any is running."""
+    running = ctx.syncs.running()
+    for bg in running:
+        _render_running(bg)
+    mine = [ctx.syncs.get(sync_id) for sync_id in st.session_state.get(_MY_SYNCS_KEY, [])]
+    for bg in reversed([b for b in mine if b is not None and not b.running]):
+        _render_finished(bg)
+    if not running and not any(mine):
+        st.caption("No sync is running.")
+    return bool(running)
+
+
+@st.fragment(run_every=POLL_EVERY)
+def _live(ctx: AppContext) -> None:
+    if not _render_all(ctx):
+        st.rerun(scope="app")  # the last sync ended: one full rerun, then polling stops
+
+
+def render_sync_activity(ctx: AppContext) -> None:
+    """Live progress while anything runs; a still summary otherwise (no polling)."""
+    if ctx.syncs.running():
+        _live(ctx)
+    else:
+        _render_all(ctx)

@@ -1,0 +1,378 @@
+"""The dashboard through Streamlit's AppTest: login, logout, role gating and every page.
+
+Runs in demo mode (the embedded emulator) on a temp DuckDB file; see tests/conftest_ui.py.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import snowflake.connector
+import yaml
+from streamlit.testing.v1 import AppTest
+
+from sfduck_core.emulator import embedded_emulator
+from sfduck_core.store import Store
+from sfduck_core.users import hash_password
+from tests.conftest_ui import DEMO_SCHEMA, ROOT, RUN_TIMEOUT_S, button, log_in, new_app, texts, ui_env
+
+__all__ = ["ui_env"]  # the fixture, re-exported for pytest
+
+PAGE_FILES = ["pages/tables.py", "pages/register.py", "pages/sync.py", "pages/history.py", "pages/preview.py"]
+
+
+def assert_clean(at: AppTest) -> None:
+    """No uncaught exception reached the screen."""
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def assert_login_form_only(at: AppTest) -> None:
+    assert_clean(at)
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert [b.label for b in at.button] == ["Log in"]
+    assert not at.sidebar.markdown and not at.sidebar.get("page_link")
+    assert not at.dataframe and not at.get("plotly_chart")
+
+
+def logged_in(username: str, password: str | None = None) -> AppTest:
+    at = new_app().run()
+    log_in(at, username, password or username)
+    assert_clean(at)
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert_clean(at)
+    return at
+
+
+def select(at: AppTest, label: str, value: object) -> AppTest:
+    [box] = [s for s in at.selectbox if s.label == label]
+    box.select(value)
+    return at.run()
+
+
+def wait_for_jobs(db: Path, timeout_s: float = 60) -> list[dict]:
+    """Wait until no sync in the DuckDB file is running, then return the history (newest first)."""
+    deadline = time.monotonic() + timeout_s
+    store = Store(db)
+    while True:
+        jobs = store.history()
+        if jobs and all(j["status"] not in ("pending", "running") for j in jobs):
+            return jobs
+        assert time.monotonic() < deadline, f"syncs still running: {jobs}"
+        time.sleep(0.2)
+
+
+def register(at: AppTest, table: str) -> AppTest:
+    open_page(at, "pages/register.py")
+    select(at, "Table", table)
+    button(at, "Register").click()
+    at.run()
+    assert_clean(at)
+    assert any(f"Registered {DEMO_SCHEMA}.{table}" in s.value for s in at.success), texts(at)
+    return at
+
+
+def start_sync(at: AppTest, table: str) -> AppTest:
+    open_page(at, "pages/sync.py")
+    select(at, "Registered table", f"{DEMO_SCHEMA}.{table}")
+    button(at, "Start sync").click()
+    return at.run()
+
+
+# --- login, logout, gating ------------------------------------------------------------------------
+
+
+def test_logged_out_visitor_sees_only_the_login_form_with_demo_hint(ui_env: Path) -> None:
+    at = new_app().run()
+    assert_login_form_only(at)
+    hint = " ".join(i.value for i in at.info)
+    assert "Demo mode" in hint and "admin" in hint and "analyst" in hint
+
+
+@pytest.mark.parametrize("page", PAGE_FILES)
+def test_page_file_run_directly_shows_only_the_login_form(ui_env: Path, page: str) -> None:
+    """What a deep link on a fresh server does: Streamlit runs the page file without the entrypoint."""
+    at = AppTest.from_file(str(ROOT / page), default_timeout=RUN_TIMEOUT_S).run()
+    assert_login_form_only(at)
+
+
+def test_wrong_password_is_refused_and_repeated_failures_are_throttled(ui_env: Path) -> None:
+    at = new_app().run()
+    log_in(at, "admin", "wrong")
+    assert_clean(at)
+    assert "Wrong username or password" in at.error[0].value
+    for _ in range(4):
+        log_in(at, "admin", "wrong")
+    assert "Too many failed logins for 'admin'" in at.error[0].value
+    log_in(at, "admin", "admin")  # even the right password waits out the lock
+    assert "Too many failed logins" in at.error[0].value
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    # Another user is not affected.
+    log_in(at, "analyst", "analyst")
+    assert_clean(at)
+    assert at.title[0].value == "Tables"
+
+
+def test_admin_login_shows_all_pages_and_the_sidebar(ui_env: Path) -> None:
+    at = logged_in("admin")
+    links = [link.proto.label for link in at.sidebar.get("page_link")]
+    assert links == ["Tables", "Register", "Sync", "History", "Preview"]
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "`admin`" in sidebar and "**Role:** admin" in sidebar and "**Snowflake account:** demo" in sidebar
+    assert [b.label for b in at.sidebar.button] == ["Log out"]
+
+
+def test_analyst_cannot_reach_register_or_sync(ui_env: Path) -> None:
+    at = logged_in("analyst")
+    links = [link.proto.label for link in at.sidebar.get("page_link")]
+    assert links == ["Tables", "History", "Preview"]
+    for page in ("pages/register.py", "pages/sync.py"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(page)  # not registered in st.navigation for this role
+    for page in ("pages/history.py", "pages/preview.py"):
+        open_page(at, page)
+
+
+@pytest.mark.parametrize("page", ["pages/register.py", "pages/sync.py"])
+def test_page_guard_refuses_the_analyst_role_when_run_directly(ui_env: Path, page: str) -> None:
+    """The per-page gate itself (legacy direct run, e.g. a URL on a fresh server after a cookie login)."""
+    at = AppTest.from_file(str(ROOT / page), default_timeout=RUN_TIMEOUT_S)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = "analyst"
+    at.run()
+    assert_clean(at)
+    assert "needs the admin role" in at.error[0].value
+    assert not at.get("form") and not [b for b in at.button if b.label in ("Register", "Start sync")]
+
+
+def test_logout_returns_to_the_login_form(ui_env: Path) -> None:
+    at = logged_in("admin")
+    at.sidebar.button[0].click()
+    at.run()
+    assert_login_form_only(at)
+    assert at.session_state["authentication_status"] is None
+    with pytest.raises(ValueError):
+        at.switch_page("pages/tables.py")
+
+
+def test_demo_credentials_refused_outside_demo_mode(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", "myorg-myaccount")
+    monkeypatch.setenv("SNOWFLAKE_USER", "reader")
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "not-used-here")
+    (ui_env / "users.yaml").write_text(yaml.safe_dump({"usernames": {
+        "admin": {"password": hash_password("admin", rounds=4), "roles": ["admin"]}}}))
+    at = new_app().run()
+    assert_clean(at)
+    assert "cannot start" in at.error[0].value and "demo password for admin" in at.error[0].value
+    assert not at.text_input  # no login form at all
+
+
+def test_real_users_file_outside_demo_mode(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", "myorg-myaccount")
+    monkeypatch.setenv("SNOWFLAKE_USER", "reader")
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "not-used-here")
+    (ui_env / "users.yaml").write_text(yaml.safe_dump({"usernames": {
+        "jdoe": {"password": hash_password("long-enough-pw", rounds=4), "roles": ["analyst"]}}}))
+    at = new_app().run()
+    assert_clean(at)
+    assert not at.info  # no demo hint
+    log_in(at, "admin", "admin")
+    assert "Wrong username or password" in at.error[0].value
+    log_in(at, "jdoe", "long-enough-pw")
+    assert "**Snowflake account:** myorg-myaccount" in " ".join(m.value for m in at.sidebar.markdown)
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+
+def test_tables_page_lists_searches_and_describes(ui_env: Path) -> None:
+    at = logged_in("admin")
+    assert at.title[0].value == "Tables"
+    listing = at.dataframe[0].value
+    assert {"data", "ORDERS", "ALL_TYPES", "EMPTY_TABLE"} <= set(listing["table"])
+    assert listing.set_index("table").loc["data", "rows"] > 0
+    assert not listing["registered"].any()
+
+    [search] = [t for t in at.text_input if t.label == "Search tables"]
+    search.input("ord").run()
+    assert list(at.dataframe[0].value["table"]) == ["ORDERS"]
+
+    columns = at.dataframe[1].value
+    assert {"column", "snowflake_type", "duckdb_type", "primary_key"} <= set(columns.columns)
+    assert columns["duckdb_type"].notna().all()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Full sync moves (rows)"].replace(",", "").isdigit()
+    assert int(metrics["Columns"]) == len(columns)
+
+
+def test_register_and_unregister(ui_env: Path) -> None:
+    at = logged_in("admin")
+    register(at, "ORDERS")
+    registrations = at.dataframe[0].value
+    assert list(registrations["table_name"]) == ["ORDERS"]
+    assert list(registrations["status"]) == ["active"]
+
+    button(at, "Unregister").click()
+    at.run()
+    assert_clean(at)
+    assert any("Unregistered" in s.value and "history are kept" in s.value for s in at.success)
+    assert list(at.dataframe[0].value["status"]) == ["inactive"]
+
+    open_page(at, "pages/sync.py")
+    assert "No table is registered yet" in at.info[0].value
+
+
+def test_register_with_unknown_selection_shows_a_plain_error(ui_env: Path) -> None:
+    at = logged_in("admin")
+    open_page(at, "pages/register.py")
+    select(at, "Table", "ORDERS")
+    [mode] = [r for r in at.radio if r.label == "Columns to copy"]
+    mode.set_value("Only these columns")
+    button(at, "Register").click()
+    at.run()
+    assert_clean(at)
+    assert "needs at least one column" in at.error[0].value
+
+
+def test_sync_runs_in_background_shows_result_and_refuses_a_second_one(ui_env: Path) -> None:
+    at = logged_in("admin")
+    register(at, "ORDERS")
+    db = ui_env / "sfduck.duckdb"
+    # A sync of ORDERS already running (started by another session or the CLI): refused on screen.
+    store = Store(db)
+    running_id = store.start_job(store.require_active(DEMO_SCHEMA, "ORDERS"), "full", "auto", None)
+    start_sync(at, "ORDERS")
+    assert_clean(at)
+    assert "already running" in at.error[0].value and running_id in at.error[0].value
+    store.fail_job(store.require_active(DEMO_SCHEMA, "ORDERS"), running_id, "test cleanup", {})
+    store.finish(running_id)
+
+    button(at, "Start sync").click()
+    at.run()
+    assert_clean(at)
+    assert not at.error
+    jobs = wait_for_jobs(db)
+    assert jobs[0]["status"] == "completed", jobs[0]
+    at.run()
+    assert_clean(at)
+    assert any(s.label == f"Synced {DEMO_SCHEMA}.ORDERS" for s in at.status)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows"] == f"{jobs[0]['stats']['rows_processed']:,}"
+    assert int(metrics["Rows"].replace(",", "")) > 0
+
+
+def test_several_tables_sync_at_once(ui_env: Path) -> None:
+    at = logged_in("admin")
+    register(at, "ORDERS")
+    register(at, "EMPTY_TABLE")
+    start_sync(at, "ORDERS")
+    start_sync(at, "EMPTY_TABLE")  # starting the second while the first may still run is fine
+    assert_clean(at)
+    assert not at.error
+    jobs = wait_for_jobs(ui_env / "sfduck.duckdb")
+    assert sorted((j["table_name"], j["status"]) for j in jobs) == [("EMPTY_TABLE", "completed"),
+                                                                    ("ORDERS", "completed")]
+
+
+def test_sync_failing_in_the_background_shows_its_message(ui_env: Path) -> None:
+    table = f"GONE_{uuid.uuid4().hex[:8].upper()}"
+    with snowflake.connector.connect(**embedded_emulator().connect_kwargs()) as sf:
+        sf.cursor().execute(f'CREATE TABLE "{DEMO_SCHEMA}"."{table}" (ID NUMBER(38,0))')
+        at = logged_in("admin")
+        register(at, table)
+        sf.cursor().execute(f'DROP TABLE "{DEMO_SCHEMA}"."{table}"')  # dropped after registering
+    start_sync(at, table)
+    assert_clean(at)
+    jobs = wait_for_jobs(ui_env / "sfduck.duckdb")
+    assert jobs[0]["status"] == "failed"
+    at.run()
+    assert_clean(at)
+    assert f"Sync of {DEMO_SCHEMA}.{table} failed" in at.error[0].value
+    assert jobs[0]["error_message"] in at.error[0].value
+    open_page(at, "pages/history.py")
+    assert "Failures per day" in str(at.get("plotly_chart")[-1].proto.spec)
+
+
+def test_invalid_filter_is_refused_before_any_job(ui_env: Path) -> None:
+    at = logged_in("admin")
+    register(at, "ORDERS")
+    open_page(at, "pages/sync.py")
+    [where] = [t for t in at.text_input if t.label == "Row filter (optional)"]
+    where.input("1; DROP TABLE x")
+    button(at, "Start sync").click()
+    at.run()
+    assert_clean(at)
+    assert at.error and "filter" in at.error[0].value.lower()
+    assert not Store(ui_env / "sfduck.duckdb").history()  # refused before any job was created
+
+
+def test_history_and_preview_after_a_sync(ui_env: Path) -> None:
+    at = logged_in("admin")
+    register(at, "ORDERS")
+    start_sync(at, "ORDERS")
+    jobs = wait_for_jobs(ui_env / "sfduck.duckdb")
+    sync_id = jobs[0]["sync_id"]
+
+    open_page(at, "pages/history.py")
+    assert len(at.get("plotly_chart")) >= 3
+    table = at.dataframe[0].value
+    assert list(table["sync_id"]) == [sync_id] and list(table["status"]) == ["completed"]
+    assert table["rows"].iloc[0] == jobs[0]["stats"]["rows_processed"]
+    assert at.json[-1].value and sync_id in at.json[-1].value
+    [tables] = [m for m in at.multiselect if m.label == "Tables"]
+    tables.select(f"{DEMO_SCHEMA}.ORDERS").run()
+    assert_clean(at)
+
+    open_page(at, "pages/preview.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows in DuckDB"] == f"{jobs[0]['stats']['rows_processed']:,}"
+    assert metrics["Last sync"] == "completed"
+    first_rows, summary = at.dataframe[0].value, at.dataframe[1].value
+    assert 0 < len(first_rows) <= 100
+    assert set(summary["column_name"]) == set(first_rows.columns)
+
+    at.text_area[0].input(f'SELECT count(*) AS n FROM "{DEMO_SCHEMA}"."ORDERS"')
+    button(at, "Run query").click()
+    at.run()
+    assert_clean(at)
+    assert at.dataframe[-1].value["n"].tolist() == [jobs[0]["stats"]["rows_processed"]]
+    downloads = [d.proto.label for d in at.get("download_button")]
+    assert downloads == ["Download CSV", "Download Parquet"]
+
+    at.text_area[0].input(f'DROP TABLE "{DEMO_SCHEMA}"."ORDERS"')
+    button(at, "Run query").click()
+    at.run()
+    assert_clean(at)
+    assert "read-only" in at.error[0].value
+    assert Store(ui_env / "sfduck.duckdb").synced_tables() == [(DEMO_SCHEMA, "ORDERS")]
+
+
+def test_analyst_sees_history_and_previews_with_sql(ui_env: Path) -> None:
+    admin = logged_in("admin")
+    register(admin, "ORDERS")
+    start_sync(admin, "ORDERS")
+    wait_for_jobs(ui_env / "sfduck.duckdb")
+
+    at = logged_in("analyst")
+    open_page(at, "pages/history.py")
+    assert at.get("plotly_chart")
+    open_page(at, "pages/preview.py")
+    at.text_area[0].input("SELECT * FROM read_csv('/etc/passwd')")
+    button(at, "Run query").click()
+    at.run()
+    assert_clean(at)
+    assert "cannot read or write files" in at.error[0].value
+
+
+def test_empty_history_and_preview_explain_what_to_do(ui_env: Path) -> None:
+    at = logged_in("analyst")
+    open_page(at, "pages/history.py")
+    assert "No sync has run yet" in at.info[0].value
+    open_page(at, "pages/preview.py")
+    assert "No table has been synced yet" in at.info[0].value

@@ -1,0 +1,58 @@
+"""Syncs in background threads, as the dashboard runs them: several tables at once, progress
+visible while they run, a second sync of one table refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from sfduck_core.background import BackgroundSyncs
+from sfduck_core.emulator import EmulatorSettings
+from sfduck_core.engine import SyncEngine, SyncRequest
+from sfduck_core.errors import SyncAlreadyRunningError
+from tests.conftest import TEST_DATA_ROWS
+
+
+def test_several_tables_sync_at_once_with_progress(engine: SyncEngine, emulator: EmulatorSettings) -> None:
+    schema = emulator.schema
+    tables = ["data", "ORDERS", "ALL_TYPES", "Mixed Case"]
+    for table in tables:
+        engine.register(schema, table)
+    syncs = BackgroundSyncs(engine)
+    seen_phases: dict[str, set[str]] = {}
+    started = [syncs.start(SyncRequest(schema, t, transport="stage" if i % 2 else "arrow"))
+               for i, t in enumerate(tables)]
+    for bg in started:
+        while not bg.finished.wait(0.01):
+            seen_phases.setdefault(bg.sync_id, set()).add(bg.progress.phase)
+        seen_phases.setdefault(bg.sync_id, set()).add(bg.progress.phase)
+    assert [bg.error for bg in started] == [None] * len(tables)
+    assert all(bg.result["status"] == "completed" for bg in started)
+    assert all("done" in phases for phases in seen_phases.values())
+    assert started[0].result["stats"]["rows_processed"] == TEST_DATA_ROWS
+    assert started[0].progress.fraction == 1.0
+    assert not syncs.running()
+    assert {j["table_name"] for j in engine.store.history()} == set(tables)
+
+
+def test_a_second_background_sync_of_a_table_is_refused(engine: SyncEngine, emulator: EmulatorSettings) -> None:
+    engine.register(emulator.schema, "ORDERS")
+    held = engine.prepare(SyncRequest(emulator.schema, "ORDERS"))  # created, not yet finished
+    syncs = BackgroundSyncs(engine)
+    with pytest.raises(SyncAlreadyRunningError, match="already running"):
+        syncs.start(SyncRequest(emulator.schema, "ORDERS"))
+    assert syncs.all() == []
+    assert held.run()["status"] == "completed"
+
+
+def test_a_failed_background_sync_reports_its_message(engine: SyncEngine, emulator: EmulatorSettings, sf,
+                                                      source_table) -> None:
+    schema = emulator.schema
+    table = source_table("ID NUMBER(38,0)", "GONE")
+    engine.register(schema, table)
+    sf.cursor().execute(f'DROP TABLE "{schema}"."{table}"')
+    bg = BackgroundSyncs(engine).start(SyncRequest(schema, table))
+    bg.finished.wait(60)
+    assert bg.error and "does not exist" in bg.error
+    assert bg.progress.phase == "failed"
+    job = engine.store.get_job(bg.sync_id)
+    assert job["status"] == "failed" and "does not exist" in job["error_message"]

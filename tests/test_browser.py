@@ -1,0 +1,209 @@
+"""End to end in a real browser: `streamlit run` + headless Debian chromium driven by Playwright.
+
+Log in as admin on the demo data, register and sync "data" while its progress shows, find the job
+in the history chart, preview the table, log out; then prove that a deep link on a freshly started
+server shows nothing but the login form. Screenshots go to test-output/browser/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-output" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCHEMA = "WORKSPACE_833213390"
+START_TIMEOUT_S = 60
+SYNC_TIMEOUT_MS = 180_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNOWFLAKE_", "SFDUCK_"))}
+    env.update(
+        SFDUCK_DUCKDB_PATH=str(tmp_path / "sfduck.duckdb"),
+        SFDUCK_DATA_DIR=str(tmp_path / "data"),
+        SFDUCK_USERS_FILE=str(tmp_path / "users.yaml"),  # absent: demo users only
+        SFDUCK_DEMO_ROWS="1000000",  # big enough for the progress to be seen
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+@contextmanager
+def streamlit_server(tmp_path: Path, name: str) -> Iterator[str]:
+    """A fresh `streamlit run` process on a free loopback port; yields its base URL."""
+    port = free_port()
+    log = (tmp_path / f"{name}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=app_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"streamlit did not start: {(tmp_path / f'{name}.log').read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_value(option)
+
+
+def log_in(page: Page, username: str, password: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def go(page: Page, title: str) -> None:
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for()
+
+
+def assert_only_login_form(page: Page) -> None:
+    expect(page.get_by_label("Username")).to_be_visible(timeout=30_000)
+    expect(page.get_by_label("Password", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    page.wait_for_timeout(1500)  # let anything else that would render do so
+    for forbidden in ("Start sync", "Register", "Run query"):
+        expect(page.get_by_role("button", name=forbidden)).to_have_count(0)
+    expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
+    expect(page.locator('[data-testid="stSidebar"] a')).to_have_count(0)
+    expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(0)
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    assert page.get_by_role("heading").all_inner_texts() == ["sfduck", "Log in"]
+
+
+def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser, tmp_path: Path) -> None:
+    with streamlit_server(tmp_path, "first") as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        expect(page.get_by_text("Demo mode")).to_be_visible(timeout=30_000)
+        shot(page, "01_login")
+        log_in(page, "admin", "admin")
+        page.get_by_role("heading", name="Tables", exact=True).wait_for()
+        expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+        expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("demo")
+        shot(page, "02_tables")
+        page.reload()  # the signed cookie logs the browser back in
+        page.get_by_role("heading", name="Tables", exact=True).wait_for(timeout=30_000)
+        expect(page.get_by_label("Password", exact=True)).to_have_count(0)
+
+        go(page, "Register")
+        choose(page, "Table", "data")
+        page.get_by_role("button", name="Register", exact=True).click()
+        expect(page.get_by_text(f"Registered {SCHEMA}.data")).to_be_visible()
+        shot(page, "03_registered")
+
+        go(page, "Sync")
+        choose(page, "Registered table", f"{SCHEMA}.data")
+        page.get_by_role("button", name="Start sync").click()
+        progress = page.locator('[data-testid="stProgress"]')
+        expect(progress.first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(re.compile(rf"{SCHEMA}\.data: "))).to_be_visible()
+        with contextlib.suppress(PlaywrightTimeoutError):  # for a telling screenshot; may be too quick
+            page.get_by_text(re.compile(rf"{SCHEMA}\.data: (downloading|loading)")).wait_for(timeout=5_000)
+        shot(page, "04_sync_progress")
+        expect(page.get_by_text(f"Synced {SCHEMA}.data")).to_be_visible(timeout=SYNC_TIMEOUT_MS)
+        expect(page.get_by_text("All statistics")).to_be_visible()
+        expect(progress).to_have_count(0)
+        expect(page.get_by_text("1,000,000").first).to_be_visible()
+        shot(page, "05_sync_done")
+
+        go(page, "History")
+        chart = page.locator(".js-plotly-plot").first
+        expect(chart).to_be_visible()
+        # Plotly ships the numbers binary-encoded; _fullData holds them decoded, as drawn.
+        drawn = chart.evaluate("el => el._fullData.map(trace => Array.from(trace.y))")
+        assert drawn == [[1_000_000]], drawn
+        shot(page, "06_history")
+
+        go(page, "Preview")
+        expect(page.get_by_text("Rows in DuckDB")).to_be_visible()
+        expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text("1,000,000")
+        page.get_by_role("tab", name="SQL").click()
+        page.get_by_role("button", name="Run query").click()
+        expect(page.get_by_role("button", name="Download Parquet")).to_be_visible(timeout=30_000)
+        shot(page, "07_preview_sql")
+
+        page.get_by_role("button", name="Log out").click()
+        assert_only_login_form(page)
+        shot(page, "08_logged_out")
+        page.reload()  # the re-login cookie is gone too
+        assert_only_login_form(page)
+        context.close()
+
+    with streamlit_server(tmp_path, "fresh") as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(f"{url}/sync")
+        assert_only_login_form(page)
+        shot(page, "09_fresh_deep_link")
+        # Logging in from the deep link opens the page that was asked for.
+        log_in(page, "admin", "admin")
+        page.get_by_role("heading", name="Sync", exact=True).wait_for(timeout=30_000)
+        shot(page, "10_deep_link_after_login")
+        context.close()
