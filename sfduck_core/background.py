@@ -33,8 +33,9 @@ class BackgroundSync:
 class BackgroundSyncs:
     """Process-wide registry of background syncs (one per dashboard process)."""
 
-    def __init__(self, engine: SyncEngine):
+    def __init__(self, engine: SyncEngine, keep_finished: int = 50):
         self.engine = engine
+        self.keep_finished = keep_finished
         self._syncs: dict[str, BackgroundSync] = {}
         self._lock = threading.Lock()
 
@@ -61,8 +62,16 @@ class BackgroundSyncs:
         bg.thread = threading.Thread(target=target, name=f"sfduck-sync-{run.sync_id[:8]}", daemon=True)
         with self._lock:
             self._syncs[run.sync_id] = bg
+            self._prune()
         bg.thread.start()
         return bg
+
+    def _prune(self) -> None:
+        """Forget the oldest finished syncs so a long-lived dashboard does not grow; their jobs stay
+        in the history."""
+        finished = [sid for sid, bg in self._syncs.items() if not bg.running]
+        for sync_id in finished[: max(0, len(finished) - self.keep_finished)]:
+            del self._syncs[sync_id]
 
     def get(self, sync_id: str) -> BackgroundSync | None:
         with self._lock:

@@ -56,3 +56,16 @@ def test_a_failed_background_sync_reports_its_message(engine: SyncEngine, emulat
     assert bg.progress.phase == "failed"
     job = engine.store.get_job(bg.sync_id)
     assert job["status"] == "failed" and "does not exist" in job["error_message"]
+
+
+def test_finished_syncs_are_forgotten_beyond_the_limit(engine: SyncEngine, emulator: EmulatorSettings) -> None:
+    engine.register(emulator.schema, "EMPTY_TABLE")
+    syncs = BackgroundSyncs(engine, keep_finished=2)
+    ids = []
+    for _ in range(4):
+        bg = syncs.start(SyncRequest(emulator.schema, "EMPTY_TABLE"))
+        bg.finished.wait(60)
+        ids.append(bg.sync_id)
+    kept = [bg.sync_id for bg in syncs.all()]
+    assert kept == ids[-3:]  # two finished ones plus the newest
+    assert len(engine.store.history(emulator.schema, "EMPTY_TABLE")) == 4
