@@ -162,6 +162,9 @@ class Store:
                 delay = min(delay * 2, 1.0)
         try:
             con.execute(f"SET memory_limit = '{_memory_limit(self.memory_limit)}'")
+            # progress is tracked (for query_progress) but never printed on the terminal
+            con.execute("SET enable_progress_bar = true")
+            con.execute("SET enable_progress_bar_print = false")
             self._migrate(con)
             yield con
         finally:

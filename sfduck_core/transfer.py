@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -119,7 +120,10 @@ class Transfer:
                 con.execute("BEGIN")
                 try:
                     self._create_staging(con)
-                    load_parquet_files(con, qualified(self.desc.schema_name, self.staging), self.desc, files)
+                    load_parquet_files(
+                        con, qualified(self.desc.schema_name, self.staging), self.desc, files,
+                        on_fraction=lambda f: run.report(rows_done=int(f * unloaded.rows_unloaded)),
+                    )
                     loaded = self._check_count(con, unloaded.rows_unloaded)
                     run.report(rows_done=loaded)
                     stats["load_s"] = round(time.monotonic() - t0, 3)
@@ -171,8 +175,34 @@ def conversion_failed(exc: duckdb.Error) -> SyncFailedError:
     )
 
 
+@contextlib.contextmanager
+def watch_query_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float], None] | None,
+                         interval_s: float = 0.5) -> Iterator[None]:
+    """Report the running statement's completed fraction: one INSERT of all files is fastest, and
+    DuckDB's own progress keeps the user informed during it."""
+    if report is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(interval_s):
+            with contextlib.suppress(duckdb.Error):
+                percent = con.query_progress()
+                if percent >= 0:
+                    report(min(percent, 100.0) / 100.0)
+
+    watcher = threading.Thread(target=poll, name="sfduck-load-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
 def load_parquet_files(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription,
-                       files: Sequence[str]) -> None:
+                       files: Sequence[str], on_fraction: Callable[[float], None] | None = None) -> None:
     """Insert unloaded Parquet files, cast column by column to the target types.
 
     `union_by_name` plus explicit casts make files whose physical types disagree (Snowflake's
@@ -182,8 +212,9 @@ def load_parquet_files(con: duckdb.DuckDBPyConnection, target: str, desc: TableD
         return
     exprs = ", ".join(p.duckdb_expression(from_stage=True) for p in desc.plans)
     try:
-        con.execute(f"INSERT INTO {target} SELECT {exprs} FROM read_parquet(?, union_by_name = true)",
-                    [list(files)])
+        with watch_query_progress(con, on_fraction):
+            con.execute(f"INSERT INTO {target} SELECT {exprs} FROM read_parquet(?, union_by_name = true)",
+                        [list(files)])
     except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
         raise conversion_failed(exc) from None
 
