@@ -724,11 +724,18 @@ _DML_NODES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Alt
               exp.Drop)
 
 
+_STATS_TABLE_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {_STATS_TABLE} (catalog VARCHAR, schema_name VARCHAR, table_name VARCHAR, "
+    "row_count BIGINT, last_altered TIMESTAMPTZ)"
+)
+
+
 def _install_table_stats() -> None:
-    fs_server.shared_fs.duck_conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {_STATS_TABLE} (catalog VARCHAR, schema_name VARCHAR, table_name VARCHAR, "
-        "row_count BIGINT, last_altered TIMESTAMPTZ)"
-    )
+    """Make every fakesnow database's INFORMATION_SCHEMA.TABLES read the exact figures.
+
+    The view is created per database from a template; the statistics table is created in the
+    same template, so other fakesnow instances in this process (patch mode in tests) keep working.
+    """
     template = fs_info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW.template
     if "_sfduck_stats" in template:
         return
@@ -743,7 +750,8 @@ def _install_table_stats() -> None:
         "tables.schema_name = _sfduck_stats.schema_name AND tables.table_name = _sfduck_stats.table_name\n"
         "where tables.database_name = '${catalog}'",
     )
-    fs_info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW = Template(template)
+    fs_info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW = Template(f"{_STATS_TABLE_DDL};\n{template}")
+    fs_server.shared_fs.duck_conn.execute(_STATS_TABLE_DDL)
 
 
 def _changed_table(sql: str, conn: FakeSnowflakeConnection) -> tuple[str, str, str] | None:
