@@ -49,6 +49,7 @@ class Transfer:
                     raise
                 self.stats["fallback_reason"] = f"stage unavailable, used arrow: {exc}"
             else:
+                self.stats["stage"] = stage
                 try:
                     self._via_stage(stage, where, params, finalize)
                     return "stage"

@@ -85,9 +85,11 @@ def test_large_table_row_count_checked_and_stage_cleaned(engine: SyncEngine, emu
 
 
 def test_temporary_stage_is_dropped(engine: SyncEngine, emulator: EmulatorSettings, sf) -> None:
-    sync(engine, emulator.schema, "ORDERS", transport="stage")
+    job = sync(engine, emulator.schema, "ORDERS", transport="stage")
+    stage_name = job["stats"]["stage"].rsplit(".", 1)[-1].strip('"')
+    assert stage_name.startswith("SFDUCK_TMP_") and job["stats"]["stage_dropped"] is True
     stages = sf.cursor().execute(f"SHOW STAGES IN SCHEMA {emulator.database}.{emulator.schema}").fetchall()
-    assert not [s for s in stages if "SFDUCK_TMP_" in str(s)]
+    assert not [s for s in stages if stage_name in str(s)]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
