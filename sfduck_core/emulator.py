@@ -817,6 +817,7 @@ class _App:
         self.user = user
         self.password = password
         self.temp_stages: dict[str, set[str]] = {}
+        self.prevent_internal_unload = False
         self._lock = threading.Lock()
         routes = [
             Route("/session/v1/login-request", self.login, methods=["POST"]),
@@ -927,15 +928,33 @@ class _App:
             return self._list(conn, toks)
         if words[:2] == ["DROP", "STAGE"]:
             return self._drop_stage(conn, toks)
+        if words[:3] == ["ALTER", "ACCOUNT", "SET"] or words[:3] == ["ALTER", "ACCOUNT", "UNSET"]:
+            return self._alter_account(conn, toks)
         if words[:2] == ["ALTER", "SESSION"] and len(toks) > 2 and words[2] in ("SET", "UNSET"):
             names = {t.upper for t in toks[3:] if t.kind == "word"}
             if not names & _PASSTHROUGH_SESSION_PARAMS:
                 return _status_response(conn, "Statement executed successfully.")
         return None
 
+    def _alter_account(self, conn: FakeSnowflakeConnection, toks: list[_Tok]) -> Response:
+        """Only PREVENT_UNLOAD_TO_INTERNAL_STAGES, so tests can see sfduck fall back to arrow
+        exactly as it must on accounts that forbid internal-stage unloads."""
+        words = [t.upper for t in toks if t.kind == "word"]
+        if "PREVENT_UNLOAD_TO_INTERNAL_STAGES" not in words:
+            raise _unsupported("ALTER ACCOUNT other than PREVENT_UNLOAD_TO_INTERNAL_STAGES")
+        self.prevent_internal_unload = words[2] == "SET" and "TRUE" in words
+        return _status_response(conn, "Statement executed successfully.")
+
     def _copy_into_stage(
         self, conn: FakeSnowflakeConnection, toks: list[_Tok], sql: str, body: dict[str, Any]
     ) -> Response:
+        if self.prevent_internal_unload:
+            raise snowflake.connector.errors.ProgrammingError(
+                msg="Unload to internal stage is not allowed by the account parameter "
+                "PREVENT_UNLOAD_TO_INTERNAL_STAGES.",
+                errno=3575,
+                sqlstate="0A000",
+            )
         name, path = _stage_ref(toks[2])
         if len(toks) < 5 or toks[3].upper != "FROM":
             raise _syntax_error("expected FROM after the stage in COPY INTO <location>")

@@ -502,9 +502,11 @@ def _job_alive(sync_id: str, pid: int | None, started: float | None) -> bool:
     if pid is None:
         return False
     try:
-        same_process = started is None or abs(psutil.Process(pid).create_time() - started) < 1.0
+        created = psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+    # a live process with another start time reused the pid of the one that died
+    same_process = started is None or abs(created - started) < 1.0
     if same_process and pid == os.getpid():
         return sync_id in ACTIVE_SYNCS
     return same_process

@@ -13,6 +13,7 @@ from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import (
     InvalidIdentifierError,
     NotRegisteredError,
+    SourceError,
     SyncAlreadyRunningError,
     TableNotFoundError,
 )
@@ -191,3 +192,20 @@ def test_duckdb_file_is_not_held_open_while_idle(engine: SyncEngine, emulator: E
     con = duckdb.connect(str(settings.duckdb_path), read_only=True)
     assert con.execute(f'SELECT count(*) FROM "{emulator.schema}"."ORDERS"').fetchone()[0] > 0
     con.close()
+
+
+def test_auto_falls_back_to_arrow_when_the_account_forbids_unloads(engine: SyncEngine, emulator: EmulatorSettings,
+                                                                   sf) -> None:
+    sync(engine, emulator.schema, "ORDERS")
+    sf.cursor().execute("ALTER ACCOUNT SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE")
+    try:
+        job = engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="auto"))
+        assert job["status"] == "completed" and job["transport"] == "arrow"
+        assert "PREVENT_UNLOAD_TO_INTERNAL_STAGES" in job["stats"]["fallback_reason"]
+        assert job["stats"]["stage_dropped"] is True
+        with pytest.raises(SourceError, match="PREVENT_UNLOAD_TO_INTERNAL_STAGES"):
+            engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="stage"))
+    finally:
+        sf.cursor().execute("ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
+    assert engine.store.history(emulator.schema, "ORDERS")[0]["status"] == "failed"
+    assert engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="stage"))["transport"] == "stage"

@@ -1,0 +1,66 @@
+"""The DuckDB store: sharing the file between processes, versioned metadata, dead jobs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sfduck_core.errors import StoreBusyError, SyncAlreadyRunningError
+from sfduck_core.store import META, Store
+
+
+def test_a_busy_file_waits_a_bounded_time_then_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "busy.duckdb"
+    Store(path).reap_dead_jobs()  # create it
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+                               "time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(StoreBusyError, match="in use by another process") as info, Store(path, lock_timeout_s=1).connect():
+            pass
+        waited = time.monotonic() - started
+        assert 0.9 <= waited < 10
+        assert str(holder.pid) in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with Store(path, lock_timeout_s=1).connect() as con:
+        assert con.execute("SELECT 42").fetchone()[0] == 42
+
+
+def test_metadata_is_created_once_and_versioned(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.duckdb")
+    store.reap_dead_jobs()
+    store.reap_dead_jobs()
+    with store.connect() as con:
+        versions = con.execute(f"SELECT version FROM {META}.schema_version").fetchall()
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [META]).fetchall()}
+    assert versions == [(1,)]
+    assert {"allowed_tables", "sync_jobs", "table_sync_status", "schema_version"} <= tables
+
+
+def test_a_job_left_running_by_a_dead_process_is_failed_and_frees_its_table(tmp_path: Path) -> None:
+    store = Store(tmp_path / "j.duckdb")
+    reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+                                    include_columns=(), exclude_columns=())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    sync_id = store.start_job(reg, "full", "auto", None)
+    with store.connect() as con:  # pretend the job belonged to that (now dead) process
+        con.execute(f"UPDATE {META}.sync_jobs SET pid = ?, process_started = NULL WHERE sync_id = ?",
+                    [dead.pid, sync_id])
+    store.finish(sync_id)
+    second = store.start_job(reg, "full", "auto", None)
+    old = store.get_job(sync_id)
+    assert old["status"] == "failed" and f"pid {dead.pid}" in old["error_message"]
+    with pytest.raises(SyncAlreadyRunningError):
+        store.start_job(reg, "full", "auto", None)
+    assert store.get_job(second)["status"] == "running"
