@@ -180,13 +180,31 @@ class SnowflakeSource:
 
     def list_tables(self, schema: str) -> list[TableInfo]:
         """Tables and views of `schema` with Snowflake's own size statistics."""
+        tables = self._tables(schema)
+        if not tables and not self.schema_exists(schema):
+            raise TableNotFoundError(f"Schema {schema!r} does not exist in database {self.database!r}.")
+        return tables
+
+    def table_info(self, schema: str, table: str) -> TableInfo:
+        validate_identifier(table, "table name")
+        found = self._tables(schema, table)
+        if found:
+            return found[0]
         if not self.schema_exists(schema):
             raise TableNotFoundError(f"Schema {schema!r} does not exist in database {self.database!r}.")
+        raise TableNotFoundError(
+            f"Table {table!r} does not exist in {self.database}.{schema} "
+            "(names are case-sensitive, as Snowflake stores them)."
+        )
+
+    def _tables(self, schema: str, table: str | None = None) -> list[TableInfo]:
+        validate_identifier(schema, "schema name")
+        only_one = "AND TABLE_NAME = %s " if table is not None else ""
         rows = self.query(
             "SELECT TABLE_NAME, ROW_COUNT, BYTES, LAST_ALTERED, TABLE_TYPE "
             f"FROM {quote_ident(self.database)}.INFORMATION_SCHEMA.TABLES "
-            "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
-            (schema,),
+            f"WHERE TABLE_SCHEMA = %s {only_one}ORDER BY TABLE_NAME",
+            (schema,) if table is None else (schema, table),
             doing=f"listing the tables of {schema!r}",
         )
         return [
@@ -199,16 +217,6 @@ class SnowflakeSource:
             )
             for r in rows
         ]
-
-    def table_info(self, schema: str, table: str) -> TableInfo:
-        validate_identifier(table, "table name")
-        for info in self.list_tables(schema):
-            if info.table_name == table:
-                return info
-        raise TableNotFoundError(
-            f"Table {table!r} does not exist in {self.database}.{schema} "
-            "(names are case-sensitive, as Snowflake stores them)."
-        )
 
     def describe(self, schema: str, table: str) -> TableDescription:
         """Columns from DESC TABLE plus the primary key from SHOW PRIMARY KEYS."""
