@@ -44,6 +44,7 @@ rows_chart = px.scatter(shown, x="created_at", y="rows", color="table", symbol="
                         hover_data=["sync_id", "strategy", "transport", "duration_s"],
                         title="Rows per sync over time")
 rows_chart.update_traces(marker={"size": 11})
+rows_chart.update_yaxes(rangemode="tozero")
 st.plotly_chart(rows_chart, width="stretch", key="rows_chart")
 
 left, right = st.columns(2)
