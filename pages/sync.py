@@ -41,13 +41,15 @@ with st.form("sync_form"):
         where = st.text_input("Row filter (optional)", placeholder="e.g. amount > 100 AND region = 'EU'",
                               help="A Snowflake condition on this table's columns; it is validated before use.")
     transport = st.selectbox("Transport", TRANSPORTS, help=TRANSPORT_HELP)
+    force = st.checkbox("Sync even if unchanged", help="By default a sync completes at once, as skipped, "
+                        "when the table's last change and row count match the last successful sync.")
     start = st.form_submit_button("Start sync", type="primary", icon=":material/play_arrow:")
 
 if start:
     with user_errors(f"starting the sync of {label}"):
         request = SyncRequest(
             schema_name=registration.schema_name, table_name=registration.table_name, strategy=strategy,
-            transport=transport, where=where.strip() or None,
+            transport=transport, where=where.strip() or None, force=force,
             incremental_key=None if strategy != "incremental" or incremental_key == key_options[0]
             else incremental_key,
         )

@@ -218,8 +218,7 @@ class SyncEngine:
             stats["null_key_rows"] = src.count_null(desc, plan.key_plan.name)
         where, params = plan.where(run.safe_filter.sql if run.safe_filter else None)
         status_fields = {"source_row_count": info.row_count, "source_last_modified": info.last_modified,
-                         "columns": [{"name": p.name, "snowflake_type": str(p.snowflake_type),
-                                      "duckdb_type": p.duckdb_type} for p in desc.plans],
+                         "columns": column_signature(desc),
                          "filter": run.safe_filter.sql if run.safe_filter else None}
 
         def finalize(con: duckdb.DuckDBPyConnection, staging: str) -> None:
@@ -311,8 +310,15 @@ class IncrementalPlan:
                     f"Incremental key {key_name!r} is not a column of {desc.schema_name}.{desc.table_name}; "
                     f"its columns are: {', '.join(desc.column_names)}."
                 )
+        status = store.sync_status(desc.schema_name, desc.table_name) or {}
+        with store.connect() as con:
+            table_exists = Store.table_exists(con, desc.schema_name, desc.table_name)
+        previous = [j for j in store.history(desc.schema_name, desc.table_name, limit=2) if j["sync_id"] != run.sync_id]
+        last_attempt_ok = bool(previous) and previous[0]["status"] == "completed"
+        unchanged = (table_exists and last_attempt_ok and not req.force
+                     and _unchanged_since_last_success(status, info, desc, run))
         if req.strategy != "incremental":
-            return cls(incremental=False, key_plan=key_plan)
+            return cls(incremental=False, skip=unchanged, key_plan=key_plan)
         if key_plan is None:
             raise SfduckError(
                 "An incremental sync needs an incremental key: register the table with --incremental-key "
@@ -325,21 +331,11 @@ class IncrementalPlan:
         detect_deletes = bool(reg.detect_deletes if req.detect_deletes is None else req.detect_deletes)
         if detect_deletes and not primary_key:
             raise SfduckError("Detecting deletes needs a primary key; register one with --primary-key.")
-        status = store.sync_status(desc.schema_name, desc.table_name) or {}
         watermark = Watermark.from_dict(status.get("watermark"))
         if watermark is not None and watermark.column != key_plan.name:
             watermark = None  # the key changed: start over with a full load
-        with store.connect() as con:
-            table_exists = Store.table_exists(con, desc.schema_name, desc.table_name)
         if watermark is None or not table_exists:
             return cls(incremental=True, key_plan=key_plan, primary_key=primary_key)
-        same_filter = status.get("filter") == (run.safe_filter.sql if run.safe_filter else None)
-        unchanged = (
-            not req.force and same_filter and status.get("last_success_at") is not None
-            and info.last_modified is not None and status.get("source_last_modified") is not None
-            and _same_instant(status["source_last_modified"], info.last_modified)
-            and status.get("source_row_count") == info.row_count
-        )
         return cls(incremental=True, merge=True, skip=unchanged, key_plan=key_plan, watermark=watermark,
                    primary_key=primary_key, detect_deletes=detect_deletes)
 
@@ -357,6 +353,27 @@ class IncrementalPlan:
         # with parameters the connector formats the text with %, so the filter's own % are doubled
         where = f"({user_filter.replace('%', '%%')}) AND {bound}" if user_filter else bound
         return where, [self.watermark.value]
+
+
+def column_signature(desc: TableDescription) -> list[dict[str, str]]:
+    """What a synced table's shape is recorded as; a change means the data must move again."""
+    return [{"name": p.name, "snowflake_type": str(p.snowflake_type), "duckdb_type": p.duckdb_type}
+            for p in desc.plans]
+
+
+def _unchanged_since_last_success(status: dict[str, Any], info: TableInfo, desc: TableDescription,
+                                  run: SyncRun) -> bool:
+    """Snowflake's LAST_ALTERED moves on any DML, so equal values (with the same row count, filter
+    and columns) mean the local copy is still exact and the warehouse need not be woken."""
+    if (status.get("last_success_at") is None or info.last_modified is None
+            or status.get("source_last_modified") is None):
+        return False
+    return (
+        _same_instant(status["source_last_modified"], info.last_modified)
+        and status.get("source_row_count") == info.row_count
+        and status.get("filter") == (run.safe_filter.sql if run.safe_filter else None)
+        and status.get("columns") == column_signature(desc)
+    )
 
 
 def _same_instant(stored: Any, current: dt.datetime) -> bool:

@@ -27,7 +27,7 @@ def main() -> None:
             print("PAUSED", flush=True)
             time.sleep(3600)
 
-    SyncEngine(load_settings()).sync(SyncRequest(schema, table, strategy=strategy, transport=transport),
+    SyncEngine(load_settings()).sync(SyncRequest(schema, table, strategy=strategy, transport=transport, force=True),
                                      on_progress)
 
 

@@ -116,11 +116,27 @@ def test_mixed_case_and_quoted_names_are_kept_exactly(engine: SyncEngine, emulat
 def test_resync_replaces_rather_than_appends(engine: SyncEngine, emulator: EmulatorSettings) -> None:
     sync(engine, emulator.schema, "ORDERS")
     first = read_table(engine, emulator.schema, "ORDERS", "ORDER_ID")
-    job = sync(engine, emulator.schema, "ORDERS")
+    job = sync(engine, emulator.schema, "ORDERS", force=True)
     assert read_table(engine, emulator.schema, "ORDERS", "ORDER_ID") == first
     assert job["transport"] == "stage"  # auto prefers the spec's stage method
     history = engine.store.history(emulator.schema, "ORDERS")
     assert [j["status"] for j in history] == ["completed", "completed"]
+
+
+def test_unchanged_table_is_skipped_unless_forced(engine: SyncEngine, emulator: EmulatorSettings, sf,
+                                                  source_table) -> None:
+    schema = emulator.schema
+    table = source_table("ID NUMBER(38,0), NAME VARCHAR", "SKIP")
+    sf.cursor().execute(f'INSERT INTO "{schema}"."{table}" VALUES (1, \'a\'), (2, \'b\')')
+    assert sync(engine, schema, table)["stats"]["skipped"] is False
+    skipped = sync(engine, schema, table)
+    assert skipped["stats"]["skipped"] is True and skipped["transport"] == "none"
+    assert "unload_s" not in skipped["stats"] and "query_s" not in skipped["stats"]
+    sf.cursor().execute(f'UPDATE "{schema}"."{table}" SET NAME = \'c\' WHERE ID = 1')  # same row count
+    changed = sync(engine, schema, table)
+    assert changed["stats"]["skipped"] is False
+    assert read_table(engine, schema, table, "ID") == [(1, "c"), (2, "b")]
+    assert sync(engine, schema, table, force=True)["stats"]["skipped"] is False
 
 
 def test_register_is_idempotent_and_unregister_keeps_history_and_data(engine: SyncEngine,
@@ -199,13 +215,14 @@ def test_auto_falls_back_to_arrow_when_the_account_forbids_unloads(engine: SyncE
     sync(engine, emulator.schema, "ORDERS")
     sf.cursor().execute("ALTER ACCOUNT SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE")
     try:
-        job = engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="auto"))
+        job = engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="auto", force=True))
         assert job["status"] == "completed" and job["transport"] == "arrow"
         assert "PREVENT_UNLOAD_TO_INTERNAL_STAGES" in job["stats"]["fallback_reason"]
         assert job["stats"]["stage_dropped"] is True
         with pytest.raises(SourceError, match="PREVENT_UNLOAD_TO_INTERNAL_STAGES"):
-            engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="stage"))
+            engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="stage", force=True))
     finally:
         sf.cursor().execute("ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
     assert engine.store.history(emulator.schema, "ORDERS")[0]["status"] == "failed"
     assert engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="stage"))["transport"] == "stage"
+    # (not skipped: the last attempt failed, so the next one does the work)
