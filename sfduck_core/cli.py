@@ -15,7 +15,7 @@ from typing import Any
 
 from sfduck_core.config import load_settings
 from sfduck_core.errors import SfduckError
-from sfduck_core.progress import SyncProgress
+from sfduck_core.progress import SyncProgress, ignore_progress
 
 
 def _csv(value: str) -> list[str]:
@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transport", choices=["auto", "stage", "arrow"], default="auto")
     p.add_argument("--detect-deletes", action="store_true", default=None)
     p.add_argument("--force", action="store_true", help="sync even if the table looks unchanged")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress lines on stderr (default: only when stderr is a terminal, so a failure "
+                        "under cron is exactly one line)")
+    p.add_argument("--quiet", action="store_true", help="same as --no-progress")
 
     p = sub.add_parser("status", help="one sync job")
     p.add_argument("sync_id")
@@ -120,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         request = SyncRequest(args.schema, args.table, strategy=args.strategy, transport=args.transport,
                               where=args.where, incremental_key=args.incremental_key,
                               primary_key=args.primary_key, detect_deletes=args.detect_deletes, force=args.force)
-        job = engine.sync(request, on_progress=(lambda _: None) if args.quiet else _StderrProgress())
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        job = engine.sync(request, on_progress=_StderrProgress() if show and not args.quiet else ignore_progress)
         _print(job)
     elif args.command == "status":
         engine.store.reap_dead_jobs()

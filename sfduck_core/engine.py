@@ -186,9 +186,9 @@ class SyncEngine:
             message = str(exc) if isinstance(exc, SfduckError) else f"Internal error ({type(exc).__name__}): {exc}"
             run.report(phase="failed", message=message)
             self.store.fail_job(run.registration, run.sync_id, message, stats)
-            if isinstance(exc, SfduckError):
-                raise
-            raise SyncFailedError(message) from exc
+            # the sync_id lets automation fetch the failed job (`status SYNC_ID`); same error type
+            error_type = type(exc) if isinstance(exc, SfduckError) else SyncFailedError
+            raise error_type(f"Sync {run.sync_id} failed: {message}") from exc
         finally:
             self.store.finish(run.sync_id)
 

@@ -41,7 +41,7 @@ def test_tables_register_sync_status_history_unregister(env: dict[str, str], emu
     assert registration["status"] == "active" and registration["table_name"] == "ORDERS"
     assert registration["table_id"]
 
-    synced = cli(env, "sync", emulator.schema, "ORDERS", "--transport", "arrow")
+    synced = cli(env, "sync", emulator.schema, "ORDERS", "--transport", "arrow", "--progress")
     assert synced.returncode == 0, synced.stderr
     job = json.loads(synced.stdout)
     assert job["status"] == "completed" and job["stats"]["rows_processed"] > 0
@@ -135,3 +135,19 @@ def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], e
     leftovers = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__sfduck%'").fetchall()
     con.close()
     assert leftovers == []
+
+
+def test_a_failed_sync_names_its_job_which_status_then_shows(env: dict[str, str], emulator: EmulatorSettings,
+                                                             sf, source_table) -> None:
+    table = source_table("ID NUMBER(38,0)", "VANISH")
+    assert cli(env, "register", emulator.schema, table).returncode == 0
+    sf.cursor().execute(f'DROP TABLE "{emulator.schema}"."{table}"')
+    result = cli(env, "sync", emulator.schema, table)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1  # no progress when stderr is not a terminal: cron mails one line
+    line = lines[0]
+    assert line.startswith("error: Sync ") and "does not exist" in line
+    sync_id = line.split()[2]
+    job = json.loads(cli(env, "status", sync_id).stdout)
+    assert job["status"] == "failed" and "does not exist" in job["error_message"]
