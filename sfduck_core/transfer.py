@@ -166,7 +166,7 @@ class Transfer:
                 raise
 
 
-def conversion_failed(exc: duckdb.Error) -> SyncFailedError:
+def conversion_failed(exc: Exception) -> SyncFailedError:
     """A value the target type cannot hold: say which limits are known to bite."""
     first_line = str(exc).strip().splitlines()[0]
     return SyncFailedError(
@@ -223,30 +223,46 @@ def load_parquet_files(con: duckdb.DuckDBPyConnection, target: str, desc: TableD
 def load_arrow_batches(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription,
                        batches: Iterable[pa.Table],
                        on_batch: Callable[[int, int], None] | None = None) -> int:
-    """Insert Arrow results batch by batch, cast to the target types; returns bytes received.
+    """Stream Arrow results into `target` with one INSERT; returns bytes received.
 
-    Batches are pulled on demand and re-cut to DuckDB's row-group size, so memory is bounded by a
-    batch rather than by the table, and row groups stay full.
+    DuckDB pulls batches on demand from a generator (no read-ahead), cut to its 122,880-row
+    row-group size and cast to one schema, so memory is bounded by a batch rather than by the
+    table (one INSERT per batch was measured ~2x slower, its memory growing with the table).
     """
+    schema = pa.schema([pa.field(p.transfer_name, p.arrow_type()) for p in desc.plans])
+    counts = {"rows": 0, "bytes": 0}
+    failure: list[BaseException] = []
+
+    def cast_batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for table in batches:
+                for batch in table.to_batches(max_chunksize=ARROW_BATCH_ROWS):
+                    batch = batch.rename_columns(schema.names).cast(schema)
+                    counts["rows"] += batch.num_rows
+                    counts["bytes"] += batch.nbytes
+                    if on_batch is not None:
+                        on_batch(counts["rows"], counts["bytes"])
+                    yield batch
+        except BaseException as exc:  # DuckDB would flatten it into its own error type
+            failure.append(exc)
+            raise
+
     exprs = ", ".join(p.duckdb_expression(from_stage=False) for p in desc.plans)
-    names = [p.transfer_name for p in desc.plans]
-    rows = received = 0
-    for table in batches:
-        for batch in table.to_batches(max_chunksize=ARROW_BATCH_ROWS):
-            batch = batch.rename_columns(names)
-            received += batch.nbytes
-            con.register("sfduck_arrow_batch", batch)
-            try:
-                con.execute(f"INSERT INTO {target} SELECT {exprs} FROM sfduck_arrow_batch")
-            except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
-                raise conversion_failed(exc) from None
-            finally:
-                with contextlib.suppress(duckdb.Error):  # must not hide the insert's own error
-                    con.unregister("sfduck_arrow_batch")
-            rows += batch.num_rows
-            if on_batch is not None:
-                on_batch(rows, received)
-    return received
+    con.register("sfduck_arrow_stream", pa.RecordBatchReader.from_batches(schema, cast_batches()))
+    try:
+        con.execute(f"INSERT INTO {target} SELECT {exprs} FROM sfduck_arrow_stream")
+    except duckdb.Error as exc:
+        if failure and isinstance(failure[0], pa.ArrowInvalid):
+            raise conversion_failed(failure[0]) from None
+        if failure:
+            raise failure[0] from None
+        if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
+            raise conversion_failed(exc) from None
+        raise
+    finally:
+        with contextlib.suppress(duckdb.Error):  # must not hide the insert's own error
+            con.unregister("sfduck_arrow_stream")
+    return counts["bytes"]
 
 
 class _StageRefused(Exception):

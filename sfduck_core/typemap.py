@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+import pyarrow as pa
+
 from sfduck_core.sqlident import quote_ident
 
 _TYPE_RE = re.compile(r"^\s*([A-Za-z_]+(?:\s+[A-Za-z_]+)*)\s*(?:\((.*)\))?\s*$")
@@ -118,6 +120,20 @@ def map_type(sf_type: SnowflakeType | str) -> TypeMapping:
     return TypeMapping("VARCHAR", Encoding.TEXT, known=False)
 
 
+_ARROW_TYPES = {
+    "BIGINT": pa.int64,
+    "HUGEINT": lambda: pa.decimal128(38, 0),
+    "DOUBLE": pa.float64,
+    "VARCHAR": pa.string,
+    "BLOB": pa.binary,
+    "BOOLEAN": pa.bool_,
+    "DATE": pa.date32,
+    "TIMESTAMP": lambda: pa.timestamp("us"),
+    "TIMESTAMP_NS": lambda: pa.timestamp("ns"),
+    "TIMESTAMPTZ": lambda: pa.timestamp("us", tz="UTC"),
+}
+
+
 @dataclass(frozen=True)
 class ColumnPlan:
     """One column's journey: how Snowflake projects it and how DuckDB reads it back.
@@ -155,6 +171,20 @@ class ColumnPlan:
         else:
             expr = col
         return f"{expr} AS {quote_ident(self.transfer_name)}"
+
+    def arrow_type(self) -> pa.DataType:
+        """The Arrow type every result batch is cast to before DuckDB reads it.
+
+        The connector's batches can disagree (int8 in one, int64 in the next; ns or us units), and
+        one stream into DuckDB needs one schema; a safe cast also refuses silent overflow.
+        """
+        if self.mapping.encoding in (Encoding.TEXT, Encoding.JSON):
+            return pa.string()
+        duck = self.duckdb_type
+        decimal = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", duck)
+        if decimal:
+            return pa.decimal128(int(decimal.group(1)), int(decimal.group(2)))
+        return _ARROW_TYPES[duck]()
 
     def duckdb_expression(self, from_stage: bool) -> str:
         """The DuckDB expression that turns the transferred column into the target type."""
