@@ -256,7 +256,8 @@ class SyncEngine:
         stats["rows_loaded"] = Store.count_rows(con, schema, staging)
         columns = [p.name for p in desc.plans]
         if plan.primary_key:
-            merged = upsert(con, schema, table, staging, columns, plan.primary_key, plan.key_plan.name)
+            merged = upsert(con, schema, table, staging, columns, plan.primary_key, plan.key_plan.name,
+                            plan.watermark)
             stats.update(rows_inserted=merged.rows_inserted, rows_updated=merged.rows_updated,
                          rows_unchanged=merged.rows_unchanged,
                          duplicate_keys_in_change_set=merged.duplicate_keys_in_change_set)

@@ -21,6 +21,7 @@ from sfduck_core.store import Store
 from sfduck_core.typemap import ColumnPlan
 
 _SAFE_SF_TYPE = re.compile(r"^[A-Z_ ]+(\(\d+(,\d+)?\))?$")
+_SAFE_DUCK_TYPE = re.compile(r"^[A-Z_]+(\(\d+,\d+\))?$")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Watermark:
     def from_dict(cls, data: dict[str, Any] | None) -> Watermark | None:
         if not data or data.get("value") is None:
             return None
+        if not _SAFE_DUCK_TYPE.match(str(data["duckdb_type"])):
+            raise SyncFailedError(f"The stored watermark has an unexpected type {data['duckdb_type']!r}; "
+                                  "run a full sync to reset it.")
         return cls(data["column"], data["duckdb_type"], data["snowflake_type"], str(data["value"]))
 
     def snowflake_literal_sql(self) -> str:
@@ -144,11 +148,14 @@ class MergeResult:
 
 
 def upsert(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str,
-           columns: Sequence[str], key: Sequence[str], order_by: str | None) -> MergeResult:
+           columns: Sequence[str], key: Sequence[str], order_by: str | None,
+           watermark: Watermark | None = None) -> MergeResult:
     """Replace rows whose key is in the change set, insert the rest: delete-by-key + insert.
 
     Snowflake does not enforce primary keys, so a change set can hold one key twice; the row with
-    the highest incremental key wins, and the duplicates are counted rather than loaded.
+    the highest incremental key wins, and the duplicates are counted rather than loaded. Rows
+    re-fetched at the inclusive watermark are counted as unchanged when identical, so the stats
+    do not report updates that did not happen; only those few rows are compared.
     """
     target, stage = qualified(schema, table), qualified(schema, staging)
     result = MergeResult()
@@ -162,17 +169,20 @@ def upsert(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str
             f"DELETE FROM {stage} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
             f"(PARTITION BY {quote_list(key)} {order}) AS n FROM {stage}) WHERE n > 1)"
         )
-    same_row = " AND ".join(f"t.{quote_ident(c)} IS NOT DISTINCT FROM s.{quote_ident(c)}" for c in columns)
-    matched, unchanged = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {same_row}) FROM {stage} s JOIN {target} t "
-        f"ON {_key_match('t', 's', key)}"
-    ).fetchone()
-    result.rows_updated = int(matched) - int(unchanged)
-    result.rows_unchanged = int(unchanged)
-    con.execute(f"DELETE FROM {target} t USING {stage} s WHERE {_key_match('t', 's', key)}")
+    if watermark is not None:
+        same_row = " AND ".join(f"t.{quote_ident(c)} IS NOT DISTINCT FROM s.{quote_ident(c)}" for c in columns)
+        result.rows_unchanged = int(con.execute(
+            f"SELECT count(*) FROM {stage} s JOIN {target} t ON {_key_match('t', 's', key)} "
+            f"WHERE s.{quote_ident(watermark.column)} = CAST(? AS {watermark.duckdb_type}) AND {same_row}",
+            [watermark.value],
+        ).fetchone()[0])
+    matched = int(con.execute(
+        f"DELETE FROM {target} t USING {stage} s WHERE {_key_match('t', 's', key)}"
+    ).fetchone()[0])
     cols = quote_list(columns)
     con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}")
-    result.rows_inserted = Store.count_rows(con, schema, staging) - int(matched)
+    result.rows_updated = matched - result.rows_unchanged
+    result.rows_inserted = Store.count_rows(con, schema, staging) - matched
     return result
 
 

@@ -237,7 +237,12 @@ def load_arrow_batches(con: duckdb.DuckDBPyConnection, target: str, desc: TableD
         try:
             for table in batches:
                 for batch in table.to_batches(max_chunksize=ARROW_BATCH_ROWS):
-                    batch = batch.rename_columns(schema.names).cast(schema)
+                    if not batch.schema.equals(schema):  # cast only the columns that differ
+                        batch = pa.RecordBatch.from_arrays(
+                            [col if col.type == field.type else col.cast(field.type)
+                             for col, field in zip(batch.columns, schema, strict=True)],
+                            schema=schema,
+                        )
                     counts["rows"] += batch.num_rows
                     counts["bytes"] += batch.nbytes
                     if on_batch is not None:
