@@ -118,6 +118,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sfduck_core.sqlident import qualified
+
 __all__ = [
     "ALL_TYPES_COLUMNS",
     "ALL_TYPES_ROWS",
@@ -797,7 +799,7 @@ def _record_table_change(sql: str, conn: FakeSnowflakeConnection) -> None:
         ).fetchone()
         if not exists:
             return
-        quoted = ".".join('"' + p.replace('"', '""') + '"' for p in target)
+        quoted = qualified(*target)
         count = duck.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0]
         duck.execute(f"INSERT INTO {_STATS_TABLE} VALUES (?, ?, ?, ?, now())", [*target, count])
     finally:
