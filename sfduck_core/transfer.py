@@ -248,11 +248,14 @@ def load_arrow_batches(con: duckdb.DuckDBPyConnection, target: str, desc: TableD
                     if on_batch is not None:
                         on_batch(counts["rows"], counts["bytes"])
                     yield batch
+                del table
+                pa.default_memory_pool().release_unused()
         except BaseException as exc:  # DuckDB would flatten it into its own error type
             failure.append(exc)
             raise
 
     exprs = ", ".join(p.duckdb_expression(from_stage=False) for p in desc.plans)
+    pa.default_memory_pool().release_unused()
     con.register("sfduck_arrow_stream", pa.RecordBatchReader.from_batches(schema, cast_batches()))
     try:
         con.execute(f"INSERT INTO {target} SELECT {exprs} FROM sfduck_arrow_stream")
