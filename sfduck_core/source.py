@@ -290,17 +290,18 @@ class SnowflakeSource:
         rows = self.query(f"LIST @{stage}/{prefix}", doing="listing the stage")
         return [(r["name"].rsplit("/", 1)[-1], int(r.get("size") or 0)) for r in rows]
 
-    def download(self, stage: str, file_name: str, local_dir: Path) -> int:
-        """GET one staged file into an existing local directory; returns bytes received."""
-        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", file_name):
-            raise SourceError(f"Unexpected staged file name {file_name!r}.")
+    def download(self, stage: str, prefix: str, local_dir: Path, parallel: int = 8) -> int:
+        """GET every file under the prefix, in parallel, into an existing local directory; returns
+        bytes received. (The caller watches the directory for per-file progress.)"""
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", prefix):
+            raise SourceError(f"Unexpected stage prefix {prefix!r}.")
         local_dir.mkdir(parents=True, exist_ok=True)
         target = local_dir.resolve().as_posix()
         if "'" in target or "\\" in target:
             raise SourceError(f"The data directory {target!r} contains a quote or backslash; choose another "
                               "SFDUCK_DATA_DIR.")
         cur = self.execute(
-            f"GET @{stage}/{file_name} 'file://{target}/' PARALLEL = 4", doing=f"downloading {file_name}"
+            f"GET @{stage}/{prefix} 'file://{target}/' PARALLEL = {int(parallel)}", doing="downloading the files"
         )
         try:
             rows = cur.fetchall()
@@ -308,7 +309,7 @@ class SnowflakeSource:
             cur.close()
         failed = [r for r in rows if str(r[2]).upper() not in ("DOWNLOADED", "SKIPPED")]
         if failed:
-            raise SourceError(f"Downloading {file_name} failed: {failed[0][3] or failed[0][2]}")
+            raise SourceError(f"Downloading {failed[0][0]} failed: {failed[0][3] or failed[0][2]}")
         return sum(int(r[1] or 0) for r in rows)
 
     def arrow_result(self, select_sql: str, params: Sequence[Any] | None = None) -> tuple[int, Iterator[pa.Table]]:

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -102,13 +103,12 @@ class Transfer:
             if unloaded.rows_unloaded > 0:  # zero rows write no file, and GET would fail
                 t0 = time.monotonic()
                 listing = self.src.list_stage(stage, prefix)
-                received = 0
                 run.report(phase="downloading", files_total=len(listing), files_done=0,
                            message=f"Downloading {len(listing)} file(s)")
-                for i, (name, _size) in enumerate(listing, start=1):
-                    received += self.src.download(stage, name, local_dir)
-                    run.report(files_done=i, bytes_done=received,
-                               message=f"Downloaded file {i} of {len(listing)}")
+                with watch_downloads(local_dir, [name for name, _ in listing], run):
+                    received = self.src.download(stage, prefix, local_dir)
+                run.report(files_done=len(listing), bytes_done=received,
+                           message=f"Downloaded {len(listing)} file(s)")
                 files = sorted(str(p) for p in local_dir.glob("*.parquet"))
                 stats["files"] = len(files)
                 stats["bytes_transferred"] = received
@@ -194,6 +194,32 @@ def watch_query_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float
                     report(min(percent, 100.0) / 100.0)
 
     watcher = threading.Thread(target=poll, name="sfduck-load-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
+@contextlib.contextmanager
+def watch_downloads(local_dir: Path, names: Sequence[str], run: SyncRun, interval_s: float = 0.25
+                    ) -> Iterator[None]:
+    """Report "file i of n" while one parallel GET runs, by watching the files arrive."""
+    stop = threading.Event()
+    expected = set(names)
+
+    def poll() -> None:
+        reported = 0
+        while not stop.wait(interval_s):
+            arrived = [p for p in local_dir.glob("*") if p.name in expected]
+            if len(arrived) != reported:
+                reported = len(arrived)
+                size = sum(p.stat().st_size for p in arrived if p.exists())
+                run.report(files_done=reported, bytes_done=size,
+                           message=f"Downloading file {min(reported + 1, len(expected))} of {len(expected)}")
+
+    watcher = threading.Thread(target=poll, name="sfduck-download-progress", daemon=True)
     watcher.start()
     try:
         yield
