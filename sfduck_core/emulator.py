@@ -728,7 +728,7 @@ _DML_NODES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Alt
 
 _STATS_TABLE_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_STATS_TABLE} (catalog VARCHAR, schema_name VARCHAR, table_name VARCHAR, "
-    "row_count BIGINT, last_altered TIMESTAMPTZ)"
+    "row_count BIGINT, last_altered TIMESTAMPTZ, bytes BIGINT)"
 )
 
 
@@ -742,6 +742,8 @@ def _install_table_stats() -> None:
     if "_sfduck_stats" in template:
         return
     template = template.replace(
+        '0 AS "BYTES"', 'coalesce(_sfduck_stats.bytes, 0) AS "BYTES"'
+    ).replace(
         'tables.estimated_size AS "ROW_COUNT"', 'coalesce(_sfduck_stats.row_count, tables.estimated_size) AS "ROW_COUNT"'
     ).replace(
         'to_timestamp(0)::timestamptz AS "LAST_ALTERED"',
@@ -787,8 +789,13 @@ def _changed_table(sql: str, conn: FakeSnowflakeConnection) -> tuple[str, str, s
 
 def _record_table_change(sql: str, conn: FakeSnowflakeConnection) -> None:
     target = _changed_table(sql, conn)
-    if target is None:
-        return
+    if target is not None:
+        _refresh_table_stats(target)
+
+
+def _refresh_table_stats(target: tuple[str, str, str]) -> None:
+    """Exact row count, now as LAST_ALTERED, and BYTES estimated as the table's text size
+    (Snowflake's compressed size is unknowable here; zero would make every size estimate useless)."""
     duck = fs_server.shared_fs.duck_conn.cursor()
     try:
         duck.execute(f"DELETE FROM {_STATS_TABLE} WHERE catalog = ? AND schema_name = ? AND table_name = ?",
@@ -800,8 +807,10 @@ def _record_table_change(sql: str, conn: FakeSnowflakeConnection) -> None:
         if not exists:
             return
         quoted = qualified(*target)
-        count = duck.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0]
-        duck.execute(f"INSERT INTO {_STATS_TABLE} VALUES (?, ?, ?, ?, now())", [*target, count])
+        count, size = duck.execute(
+            f"SELECT count(*), coalesce(sum(strlen(CAST(t AS VARCHAR))), 0) FROM {quoted} t"
+        ).fetchone()
+        duck.execute(f"INSERT INTO {_STATS_TABLE} VALUES (?, ?, ?, ?, now(), ?)", [*target, count, size])
     finally:
         duck.close()
 
@@ -1313,6 +1322,8 @@ def seed(data_rows: int = 1_000_000, database: str = DEMO_DATABASE, schema: str 
         duck.executemany(f'INSERT INTO {q}."Mixed Case" VALUES (?, ?, ?)', [list(r) for r in MIXED_CASE_ROWS])
     finally:
         conn.close()
+    for table in ("data", "ORDERS", "ALL_TYPES", "EMPTY_TABLE", "Mixed Case"):
+        _refresh_table_stats((database, schema, table))
 
 
 # --------------------------------------------------------------------------------------------
