@@ -183,7 +183,12 @@ class SyncEngine:
             return job
         except BaseException as exc:
             stats["duration_s"] = run.elapsed()
-            message = str(exc) if isinstance(exc, SfduckError) else f"Internal error ({type(exc).__name__}): {exc}"
+            if isinstance(exc, SfduckError):
+                message = str(exc)
+            elif isinstance(exc, KeyboardInterrupt):
+                message = "Interrupted; the table was left as it was before the sync."
+            else:
+                message = f"Internal error ({type(exc).__name__}): {exc}"
             run.report(phase="failed", message=message)
             self.store.fail_job(run.registration, run.sync_id, message, stats)
             # the sync_id lets automation fetch the failed job (`status SYNC_ID`); same error type
