@@ -14,11 +14,11 @@ from sfduck_core.preview import (
     first_rows,
     row_count,
     run_read_only_query,
+    starter_query,
     summarize,
     to_csv_bytes,
     to_parquet_bytes,
 )
-from sfduck_core.sqlident import qualified
 from sfduck_ui.layout import load_or_stop, user_errors
 
 _RESULT_KEY = "_sfduck_query_result"
@@ -60,7 +60,7 @@ with sql_tab:
     st.caption(f"Read-only: one SELECT (or SUMMARIZE/DESCRIBE), at most {QUERY_MAX_ROWS:,} rows, stopped after "
                f"{QUERY_TIMEOUT_S:.0f} s. It cannot change data or read files or the network.")
     with st.form("sql_form"):
-        sql = st.text_area("SQL", value=f"SELECT * FROM {qualified(schema, table)} LIMIT 100", height=120)
+        sql = st.text_area("SQL", value=starter_query(schema, table), height=120)
         run = st.form_submit_button("Run query", type="primary", icon=":material/play_arrow:")
     if run:
         st.session_state.pop(_RESULT_KEY, None)

@@ -106,6 +106,11 @@ def to_parquet_bytes(table: pa.Table) -> bytes:
 _READ_ONLY_COMMANDS = {"SUMMARIZE", "DESCRIBE", "SHOW"}
 
 
+def starter_query(schema: str, table: str, limit: int = 100) -> str:
+    """The SQL box's initial text: a query the analyst can edit rather than type from scratch."""
+    return f"SELECT * FROM {qualified(schema, table)} LIMIT {int(limit)}"
+
+
 def check_read_only_query(sql: str) -> str:
     """Return the query text if it is one read-only statement; otherwise explain what to change.
 
