@@ -218,9 +218,11 @@ class SnowflakeSource:
             for r in rows
         ]
 
-    def describe(self, schema: str, table: str) -> TableDescription:
-        """Columns from DESC TABLE plus the primary key from SHOW PRIMARY KEYS."""
-        self.table_info(schema, table)
+    def describe(self, schema: str, table: str, exists: bool = False) -> TableDescription:
+        """Columns from DESC TABLE plus the primary key from SHOW PRIMARY KEYS. Unless the caller
+        has just seen the table (`exists`), look it up first for a clear "does not exist"."""
+        if not exists:
+            self.table_info(schema, table)
         name = qualified(self.database, schema, table)
         rows = self.query(f"DESC TABLE {name}", doing=f"describing {schema}.{table}")
         columns = tuple(
