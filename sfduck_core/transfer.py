@@ -177,23 +177,17 @@ def conversion_failed(exc: Exception) -> SyncFailedError:
 
 
 @contextlib.contextmanager
-def watch_query_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float], None] | None,
-                         interval_s: float = 0.5) -> Iterator[None]:
-    """Report the running statement's completed fraction: one INSERT of all files is fastest, and
-    DuckDB's own progress keeps the user informed during it."""
-    if report is None:
-        yield
-        return
+def polling(tick: Callable[[], None], interval_s: float, name: str) -> Iterator[None]:
+    """Call `tick` every `interval_s` in a background thread while the block runs: progress for
+    work (a GET, an INSERT) that reports nothing until it is done."""
     stop = threading.Event()
 
-    def poll() -> None:
+    def loop() -> None:
         while not stop.wait(interval_s):
-            with contextlib.suppress(duckdb.Error):
-                percent = con.query_progress()
-                if percent >= 0:
-                    report(min(percent, 100.0) / 100.0)
+            with contextlib.suppress(OSError, duckdb.Error):  # progress is best effort, never fatal
+                tick()
 
-    watcher = threading.Thread(target=poll, name="sfduck-load-progress", daemon=True)
+    watcher = threading.Thread(target=loop, name=name, daemon=True)
     watcher.start()
     try:
         yield
@@ -203,29 +197,40 @@ def watch_query_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float
 
 
 @contextlib.contextmanager
+def watch_query_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float], None] | None,
+                         interval_s: float = 0.5) -> Iterator[None]:
+    """Report the running statement's completed fraction: one INSERT of all files is fastest, and
+    DuckDB's own progress keeps the user informed during it."""
+    if report is None:
+        yield
+        return
+
+    def tick() -> None:
+        percent = con.query_progress()
+        if percent >= 0:
+            report(min(percent, 100.0) / 100.0)
+
+    with polling(tick, interval_s, "sfduck-load-progress"):
+        yield
+
+
+@contextlib.contextmanager
 def watch_downloads(local_dir: Path, names: Sequence[str], run: SyncRun, interval_s: float = 0.25
                     ) -> Iterator[None]:
     """Report "file i of n" while one parallel GET runs, by watching the files arrive."""
-    stop = threading.Event()
     expected = set(names)
+    reported = [0]
 
-    def poll() -> None:
-        reported = 0
-        while not stop.wait(interval_s):
-            arrived = [p for p in local_dir.glob("*") if p.name in expected]
-            if len(arrived) != reported:
-                reported = len(arrived)
-                size = sum(p.stat().st_size for p in arrived if p.exists())
-                run.report(files_done=reported, bytes_done=size,
-                           message=f"Downloading file {min(reported + 1, len(expected))} of {len(expected)}")
+    def tick() -> None:
+        arrived = [p for p in local_dir.glob("*") if p.name in expected]
+        if len(arrived) != reported[0]:
+            reported[0] = len(arrived)
+            size = sum(p.stat().st_size for p in arrived)
+            run.report(files_done=reported[0], bytes_done=size,
+                       message=f"Downloading file {min(reported[0] + 1, len(expected))} of {len(expected)}")
 
-    watcher = threading.Thread(target=poll, name="sfduck-download-progress", daemon=True)
-    watcher.start()
-    try:
+    with polling(tick, interval_s, "sfduck-download-progress"):
         yield
-    finally:
-        stop.set()
-        watcher.join()
 
 
 def load_parquet_files(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription,
