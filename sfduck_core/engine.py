@@ -201,7 +201,7 @@ class SyncEngine:
         req, reg = run.request, run.registration
         run.report(phase="describing", message="Reading the table's schema from Snowflake")
         info = src.table_info(req.schema_name, req.table_name)
-        desc = _selected_columns(src.describe(req.schema_name, req.table_name, exists=True), reg)
+        desc = _selected_columns(src.describe(req.schema_name, req.table_name, info), reg)
         stats["table_stats"] = {"row_count": info.row_count, "size_bytes": info.size_bytes,
                                 "last_modified": info.last_modified}
         stats["total_rows"] = info.row_count

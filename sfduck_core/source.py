@@ -218,22 +218,27 @@ class SnowflakeSource:
             for r in rows
         ]
 
-    def describe(self, schema: str, table: str, exists: bool = False) -> TableDescription:
-        """Columns from DESC TABLE plus the primary key from SHOW PRIMARY KEYS. Unless the caller
-        has just seen the table (`exists`), look it up first for a clear "does not exist"."""
-        if not exists:
-            self.table_info(schema, table)
+    def describe(self, schema: str, table: str, info: TableInfo | None = None) -> TableDescription:
+        """Columns from DESC TABLE (DESC VIEW for views) plus the primary key from SHOW PRIMARY KEYS.
+
+        `info` is the caller's fresh lookup of the table; without it the table is looked up first,
+        for a clear "does not exist" and to know whether it is a view.
+        """
+        info = info or self.table_info(schema, table)
         name = qualified(self.database, schema, table)
-        rows = self.query(f"DESC TABLE {name}", doing=f"describing {schema}.{table}")
+        kind = "VIEW" if "VIEW" in str(info.table_type or "").upper() else "TABLE"
+        rows = self.query(f"DESC {kind} {name}", doing=f"describing {schema}.{table}")
         columns = tuple(
             SourceColumn(r["name"], r["type"], str(r.get("null?", "Y")).upper() == "Y")
             for r in rows
             if str(r.get("kind", "COLUMN")).upper() == "COLUMN"
         )
-        keys = self.query(f"SHOW PRIMARY KEYS IN TABLE {name}", doing=f"reading the primary key of {table}")
-        primary_key = tuple(
-            r["column_name"] for r in sorted(keys, key=lambda r: int(r.get("key_sequence") or 0))
-        )
+        primary_key: tuple[str, ...] = ()
+        if kind == "TABLE":  # views have no keys; a key can still be given at registration
+            keys = self.query(f"SHOW PRIMARY KEYS IN TABLE {name}", doing=f"reading the primary key of {table}")
+            primary_key = tuple(
+                r["column_name"] for r in sorted(keys, key=lambda r: int(r.get("key_sequence") or 0))
+            )
         plans = tuple(plan_columns([(c.name, c.type_text) for c in columns]))
         return TableDescription(schema, table, columns, primary_key, plans)
 
