@@ -732,6 +732,19 @@ _STATS_TABLE_DDL = (
 )
 
 
+# Snowflake lists views in INFORMATION_SCHEMA.TABLES with TABLE_TYPE 'VIEW'; fakesnow lists none.
+_VIEWS_AS_TABLES = """
+union all
+select
+    v.database_name, v.schema_name, v.view_name, 'SYSADMIN', 'VIEW', 'NO', NULL::VARCHAR,
+    NULL::BIGINT, NULL::BIGINT, 1, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR,
+    'NO', 'YES', NULL::VARCHAR, to_timestamp(0)::timestamptz, to_timestamp(0)::timestamptz,
+    to_timestamp(0)::timestamptz, 'SYSADMIN', 'NO', v.comment, 'NO', 'NO', 'NO', 'NO', 'NO'
+from duckdb_views() v
+where v.database_name = '${catalog}' and not v.internal and v.schema_name != '_fs_information_schema'
+"""
+
+
 def _install_table_stats() -> None:
     """Make every fakesnow database's INFORMATION_SCHEMA.TABLES read the exact figures.
 
@@ -754,6 +767,7 @@ def _install_table_stats() -> None:
         "tables.schema_name = _sfduck_stats.schema_name AND tables.table_name = _sfduck_stats.table_name\n"
         "where tables.database_name = '${catalog}'",
     )
+    template = template.rstrip().rstrip(";") + _VIEWS_AS_TABLES
     fs_info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW = Template(f"{_STATS_TABLE_DDL};\n{template}")
     fs_server.shared_fs.duck_conn.execute(_STATS_TABLE_DDL)
 

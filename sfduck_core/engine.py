@@ -374,6 +374,8 @@ def _unchanged_since_last_success(status: dict[str, Any], info: TableInfo, desc:
     if (status.get("last_success_at") is None or info.last_modified is None
             or status.get("source_last_modified") is None):
         return False
+    if "VIEW" in str(info.table_type or "").upper():  # a view's LAST_ALTERED is its DDL, not its data
+        return False
     return (
         _same_instant(status["source_last_modified"], info.last_modified)
         and status.get("source_row_count") == info.row_count

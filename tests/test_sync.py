@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -226,3 +227,24 @@ def test_auto_falls_back_to_arrow_when_the_account_forbids_unloads(engine: SyncE
     assert engine.store.history(emulator.schema, "ORDERS")[0]["status"] == "failed"
     assert engine.sync(SyncRequest(emulator.schema, "ORDERS", transport="stage"))["transport"] == "stage"
     # (not skipped: the last attempt failed, so the next one does the work)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_view_syncs_and_is_never_skipped(engine: SyncEngine, emulator: EmulatorSettings, sf, source_table,
+                                           transport: str) -> None:
+    schema = emulator.schema
+    table = source_table("ID NUMBER(38,0), AMOUNT NUMBER(10,2)", "BASE")
+    view = f"V_{table}"
+    cur = sf.cursor()
+    cur.execute(f'INSERT INTO "{schema}"."{table}" VALUES (1, 1.50), (2, 2.50)')
+    cur.execute(f'CREATE VIEW "{schema}"."{view}" AS SELECT ID, AMOUNT * 2 AS DOUBLED FROM "{schema}"."{table}"')
+    try:
+        assert engine.register(schema, view).primary_key == ()
+        first = engine.sync(SyncRequest(schema, view, transport=transport))
+        assert first["stats"]["rows_processed"] == 2
+        cur.execute(f'UPDATE "{schema}"."{table}" SET AMOUNT = 10 WHERE ID = 1')
+        second = engine.sync(SyncRequest(schema, view, transport=transport))
+        assert second["stats"]["skipped"] is False
+        assert read_table(engine, schema, view, "ID") == [(1, Decimal("20.00")), (2, Decimal("5.00"))]
+    finally:
+        cur.execute(f'DROP VIEW IF EXISTS "{schema}"."{view}"')
