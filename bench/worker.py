@@ -289,9 +289,7 @@ def e2e(spec: dict) -> Result:
 
     emu = spec["emulator"]
     work = Path(spec["work_dir"])
-    sf = SnowflakeSettings(account=emu["account"], user=emu["user"], password=emu["password"],
-                           database=emu["database"], schema=emu["schema"], host=emu["host"], port=emu["port"],
-                           protocol=emu["protocol"])
+    sf = SnowflakeSettings(**emu)  # the emulator's JSON line has exactly these fields
     engine = SyncEngine(Settings(snowflake=sf, duckdb_path=work / "sfduck.duckdb", data_dir=work / "data",
                                  demo=False, lock_timeout_s=10.0))
     engine.register(emu["schema"], "data")

@@ -160,14 +160,4 @@ def resolve_snowflake(settings: Settings) -> SnowflakeSettings:
         return settings.snowflake
     from sfduck_core.emulator import embedded_emulator
 
-    emu = embedded_emulator()
-    return SnowflakeSettings(
-        account=emu.account,
-        user=emu.user,
-        password=emu.password,
-        database=emu.database,
-        schema=emu.schema,
-        host=emu.host,
-        port=emu.port,
-        protocol=emu.protocol,
-    )
+    return embedded_emulator().snowflake_settings()

@@ -95,7 +95,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import fakesnow.arrow
@@ -119,6 +119,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sfduck_core.sqlident import qualified
+
+if TYPE_CHECKING:
+    from sfduck_core.config import SnowflakeSettings
 
 __all__ = [
     "ALL_TYPES_COLUMNS",
@@ -172,6 +175,12 @@ class EmulatorSettings:
             "database": self.database,
             "schema": self.schema,
         }
+
+    def snowflake_settings(self) -> SnowflakeSettings:
+        """The same endpoint as sfduck's connection settings (the fields are the same by design)."""
+        from sfduck_core.config import SnowflakeSettings
+
+        return SnowflakeSettings(**self.connect_kwargs())
 
     def as_env(self) -> dict[str, str]:
         return {

@@ -57,10 +57,8 @@ def read_watermark(con: duckdb.DuckDBPyConnection, schema: str, table: str, plan
     """max(key) of `table`, rendered without loss: timestamps with every fraction digit, in UTC."""
     col = quote_ident(plan.name)
     duck_type = plan.duckdb_type
-    if duck_type == "TIMESTAMPTZ":
+    if duck_type == "TIMESTAMPTZ":  # rendered in UTC whatever the session's time zone
         expr = f"strftime(timezone('UTC', max({col})), '%Y-%m-%d %H:%M:%S.%f') || '+00:00'"
-    elif duck_type.startswith("TIMESTAMP"):
-        expr = f"CAST(max({col}) AS VARCHAR)"
     else:
         expr = f"CAST(max({col}) AS VARCHAR)"
     value = con.execute(f"SELECT {expr} FROM {qualified(schema, table)}").fetchone()[0]

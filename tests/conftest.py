@@ -3,6 +3,7 @@ fresh DuckDB file per test."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,10 +31,7 @@ def emulator() -> Iterator[EmulatorSettings]:
 
 
 def snowflake_settings(emu: EmulatorSettings, **overrides: object) -> SnowflakeSettings:
-    values = dict(account=emu.account, user=emu.user, password=emu.password, database=emu.database,
-                  schema=emu.schema, host=emu.host, port=emu.port, protocol=emu.protocol)
-    values.update(overrides)
-    return SnowflakeSettings(**values)  # type: ignore[arg-type]
+    return dataclasses.replace(emu.snowflake_settings(), **overrides)
 
 
 @pytest.fixture
