@@ -84,10 +84,23 @@ class Settings:
     demo: bool
     lock_timeout_s: float = 30.0
     duckdb_memory_limit: str = "256MB"
+    session_hours: float = 12.0  # how long a dashboard login (its re-login cookie) lasts
 
 
 def _env_key(key: str) -> str:
     return f"SNOWFLAKE_{key.upper()}"
+
+
+def _positive_number(value: Any, name: str, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}.")
+    return number
 
 
 def _secrets_section(secrets_path: Path) -> dict[str, Any]:
@@ -136,6 +149,7 @@ def load_settings(
     data_dir = Path(pick("SFDUCK_DATA_DIR") or DEFAULT_DATA_DIR)
     lock_timeout = pick("SFDUCK_LOCK_TIMEOUT")
     memory_limit = pick("SFDUCK_DUCKDB_MEMORY_LIMIT") or "256MB"
+    session_hours = _positive_number(pick("SFDUCK_SESSION_HOURS"), "SFDUCK_SESSION_HOURS", 12.0)
     demo = not snowflake.account
     if not demo and not (snowflake.password or snowflake.private_key_file or snowflake.authenticator):
         raise ConfigError(
@@ -151,6 +165,7 @@ def load_settings(
         demo=demo,
         lock_timeout_s=float(lock_timeout) if lock_timeout else 30.0,
         duckdb_memory_limit=memory_limit,
+        session_hours=session_hours,
     )
 
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 import copy
 import os
 import secrets
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from typing import Any
 import bcrypt
 import yaml
 
+from sfduck_core.authdb import AuthDatabase
 from sfduck_core.errors import ConfigError
 
 ADMIN = "admin"
@@ -32,8 +30,6 @@ DEFAULT_USERS_FILE = "users.yaml"
 USERS_FILE_ENV = "SFDUCK_USERS_FILE"
 # The demo credentials: username == password. They exist only in demo mode.
 DEMO_PASSWORDS = {ADMIN: "admin", ANALYST: "analyst"}
-COOKIE_KEY_FILE = ".cookie_key"
-MIN_COOKIE_KEY_LENGTH = 32  # PyJWT warns about shorter HS256 keys
 
 
 def hash_password(password: str, rounds: int = 12) -> str:
@@ -53,6 +49,18 @@ def check_password(password: str, hashed: str) -> bool:
 def _demo_hashes() -> dict[str, str]:
     # Cost 10 keeps demo logins quick; made once per process, so no hash is ever committed.
     return {user: hash_password(password, rounds=10) for user, password in DEMO_PASSWORDS.items()}
+
+
+def _bcrypt_cost(hashed: str) -> int:
+    """The cost factor of a bcrypt hash, the number after its `$2b$` (12 when unreadable, the default)."""
+    parts = hashed.split("$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else 12
+
+
+@lru_cache(maxsize=8)
+def _decoy_hash(cost: int) -> str:
+    """A hash of a random password at `cost`, checked for unknown usernames; made once per cost."""
+    return hash_password(secrets.token_urlsafe(16), rounds=max(4, min(cost, 16)))
 
 
 def demo_users() -> dict[str, dict[str, Any]]:
@@ -129,11 +137,21 @@ class UserDirectory:
         entry = self.users.get((username or "").lower())
         return list(entry["roles"]) if entry else []
 
+    def password_hash_of(self, username: str) -> str | None:
+        entry = self.users.get(username.strip().lower())
+        return str(entry["password"]) if entry else None
+
     def verify(self, username: str, password: str) -> bool:
         entry = self.users.get(username.strip().lower())
-        # Unknown users still cost one hash check, so timing does not reveal who exists.
-        hashed = entry["password"] if entry else _demo_hashes()[ADMIN]
+        # Unknown users cost one check of a hash as expensive as the real ones', so the time a
+        # refusal takes does not reveal who exists.
+        hashed = entry["password"] if entry else _decoy_hash(self.bcrypt_cost)
         return check_password(password, hashed) and entry is not None
+
+    @property
+    def bcrypt_cost(self) -> int:
+        """The highest cost among the users' hashes (what a real user's check costs at most)."""
+        return max((_bcrypt_cost(entry["password"]) for entry in self.users.values()), default=12)
 
 
 def load_users(demo: bool, path: Path | None = None) -> UserDirectory:
@@ -151,7 +169,7 @@ def load_users(demo: bool, path: Path | None = None) -> UserDirectory:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
         users = _validated_users(raw, path)
     if demo:
-        merged = {**users, **demo_users()}  # the advertised demo logins always work in demo mode
+        merged = {**demo_users(), **users}  # a real user of the same name is never shadowed by a demo one
         return UserDirectory(merged, True, f"demo users + {path}" if users else "demo users")
     if not users:
         raise ConfigError(
@@ -167,81 +185,58 @@ def load_users(demo: bool, path: Path | None = None) -> UserDirectory:
     return UserDirectory(users, False, str(path))
 
 
-def resolve_cookie_key(configured: str | None, duckdb_path: Path) -> str:
-    """The key that signs the re-login cookie: from secrets, else made once and kept beside the database.
-
-    A generated key survives restarts (users stay logged in) and is readable only by its owner.
-    """
-    if configured:
-        if len(configured) < MIN_COOKIE_KEY_LENGTH:
-            raise ConfigError(
-                f"[sfduck] cookie_key in secrets.toml is too short; use at least {MIN_COOKIE_KEY_LENGTH} "
-                "random characters (python -c \"import secrets; print(secrets.token_urlsafe(48))\")."
-            )
-        return configured
-    key_path = Path(duckdb_path).parent / COOKIE_KEY_FILE
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = key_path.read_text(encoding="ascii").strip()
-        if len(key) < MIN_COOKIE_KEY_LENGTH:
-            raise ConfigError(
-                f"{key_path} holds a cookie key that is too short; delete it to make a new one."
-            ) from None
-        return key
-    key = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
-    return key
-
-
 @dataclass
 class LoginThrottle:
-    """Refuse logins for a user after too many recent failures (per process, thread-safe).
+    """Exponential backoff on failed logins, shared through `AuthDatabase` by processes and restarts.
 
-    streamlit-authenticator's own `max_login_attempts` does nothing in dict mode, so this is the
-    only brake on password guessing. Unknown usernames are throttled the same way as real ones.
+    Past a counter's allowance every further attempt must wait twice as long as the previous one
+    (from `base_delay_s` up to `max_delay_s`), instead of a fixed lockout that a stranger could renew
+    for ever; a counter is forgotten `window_s` after its last failure. Unknown usernames are
+    throttled exactly like real ones, so the throttle reveals nothing about who exists.
     """
 
-    max_failures: int = 5
-    window_s: float = 300.0
-    lockout_s: float = 300.0
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, deque[float]] = field(default_factory=dict, repr=False)
-    _locked_until: dict[str, float] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    db: AuthDatabase
+    base_delay_s: float = 15.0
+    max_delay_s: float = 900.0
+    window_s: float = 3600.0
+    pair_allowance: int = 5
+    address_allowance: int = 20
+    user_allowance: int = 50
 
-    @staticmethod
-    def _key(username: str) -> str:
-        return username.strip().lower()
+    def _counters(self, username: str, address: str | None) -> list[tuple[str, int]]:
+        """The counters one attempt touches, each with the failures it allows before slowing down.
 
-    def seconds_locked(self, username: str) -> float:
-        """How long `username` must still wait before another attempt (0 when allowed)."""
-        with self._lock:
-            until = self._locked_until.get(self._key(username), 0.0)
-            return max(0.0, until - self.clock())
+        The (user, address) pair is the tight one, so an attacker elsewhere cannot lock a user out;
+        the address alone limits spraying many usernames; the user alone, with a high allowance,
+        bounds a guessing campaign spread over many addresses.
+        """
+        user, client = username.strip().lower(), address or "unknown"
+        return [(f"pair:{user}@{client}", self.pair_allowance), (f"address:{client}", self.address_allowance),
+                (f"user:{user}", self.user_allowance)]
 
-    def record_failure(self, username: str) -> None:
-        key, now = self._key(username), self.clock()
-        with self._lock:
-            recent = self._failures.setdefault(key, deque())
-            recent.append(now)
-            while recent and recent[0] <= now - self.window_s:
-                recent.popleft()
-            if len(recent) >= self.max_failures:
-                self._locked_until[key] = now + self.lockout_s
-                recent.clear()
+    def seconds_to_wait(self, username: str, address: str | None = None) -> float:
+        wait = 0.0
+        for key, allowance in self._counters(username, address):
+            failures, last = self.db.failures(key, self.window_s)
+            excess = failures - allowance
+            if excess >= 0:
+                delay = min(self.base_delay_s * 2 ** min(excess, 30), self.max_delay_s)
+                wait = max(wait, last + delay - self.db.clock())
+        return wait
 
-    def record_success(self, username: str) -> None:
-        key = self._key(username)
-        with self._lock:
-            self._failures.pop(key, None)
-            self._locked_until.pop(key, None)
+    def record_failure(self, username: str, address: str | None = None) -> None:
+        for key, _ in self._counters(username, address):
+            self.db.record_failure(key, self.window_s)
 
-    def refusal_message(self, username: str) -> str | None:
+    def record_success(self, username: str, address: str | None = None) -> None:
+        """A correct password clears this user's own counters, not the address's."""
+        for key, _ in self._counters(username, address):
+            if not key.startswith("address:"):
+                self.db.clear_failures(key)
+
+    def refusal_message(self, username: str, address: str | None = None) -> str | None:
         """What to tell a throttled user, or None when they may try."""
-        wait = self.seconds_locked(username)
+        wait = self.seconds_to_wait(username, address)
         if wait <= 0:
             return None
         minutes, seconds = divmod(int(wait + 0.999), 60)

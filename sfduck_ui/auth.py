@@ -1,34 +1,36 @@
 """The login gate: every page calls `require_page(...)` as its first statement.
 
-streamlit-authenticator (0.4.2, unmaintained since 2025) is used only here, for what it does well:
-the signed re-login cookie and the session-state keys. The login form itself is ours, because the
-library's form checks the password before we could apply the per-user throttle. Roles are looked
-up in our own user directory on every run, so a role removed from the users file takes effect at
-once, and a page whose file Streamlit runs directly (legacy `pages/` mode on a fresh server) is
-still gated.
+The re-login cookie is ours, not streamlit-authenticator's. The library renders an invisible cookie
+component on every run; once that iframe loads in the browser it reports the cookies back, which
+triggers a second run: the login form painted twice (text typed into the first was lost) and, after
+a cookie re-login, the user's first click could be undone by that late rerun. Reading the cookie
+needs no component at all (`st.context.cookies` holds the request's cookies), and writing it needs
+one line of JavaScript in an `st.html` element that reports nothing back, so every page renders once,
+stably, from its first paint. Tokens are signed, checked and revoked by `sfduck_core.sessions`; roles
+are looked up in our own user directory on every run, so a role removed from the users file takes
+effect at once, and a page whose file Streamlit runs directly (legacy `pages/` mode on a fresh
+server) is still gated.
 """
 
 from __future__ import annotations
 
-import time
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import streamlit as st
-import streamlit_authenticator as stauth
 from streamlit.errors import StreamlitAPIException
 
-from sfduck_core.users import ADMIN, ANALYST, UserDirectory, load_users, resolve_cookie_key, users_file_path
+from sfduck_core.sessions import Session
+from sfduck_core.users import ADMIN, ANALYST, UserDirectory, load_users, users_file_path
 from sfduck_ui.context import AppContext, app_context
 from sfduck_ui.layout import configure_page, show_flashes
 from sfduck_ui.navigation import PAGES, allowed_pages, page_spec
 
-COOKIE_NAME = "sfduck_auth"
-COOKIE_EXPIRY_DAYS = 7.0
-# Without this pause before a rerun the browser never receives the cookie component (notes).
-COOKIE_FLUSH_S = 0.5
-_AUTHENTICATOR_KEY = "_sfduck_authenticator"
+SESSION_COOKIE = "sfduck_session"
+SESSION_STATE_KEY = "_sfduck_session"
+_COOKIE_SCRIPT_KEY = "_sfduck_cookie_script"
 _REQUESTED_PAGE_KEY = "_sfduck_requested_page"
 
 
@@ -60,56 +62,53 @@ def user_directory(ctx: AppContext) -> UserDirectory:
         raise
 
 
-def _configured_cookie_key() -> str | None:
-    """`[sfduck] cookie_key` from secrets.toml (not `[auth]`, which is Streamlit's own OIDC section)."""
+def client_address() -> str | None:
+    """The browser's address as Streamlit sees it (a proxy's, behind one), for the login throttle."""
+    address = getattr(st.context, "ip_address", None)
+    return address if isinstance(address, str) and address else None  # AppTest has no real client
+
+
+def _session_cookie() -> str | None:
     try:
-        section = st.secrets.get("sfduck")
-    except Exception:  # no secrets file at all is fine: a key is generated instead
+        return st.context.cookies.get(SESSION_COOKIE)
+    except Exception:  # no browser request behind this run (AppTest, bare mode)
         return None
-    if not section:
-        return None
-    value = section.to_dict().get("cookie_key") if hasattr(section, "to_dict") else section.get("cookie_key")
-    return str(value) if value else None
-
-
-def _authenticator(ctx: AppContext, users: UserDirectory) -> stauth.Authenticate:
-    """One per session: building it renders the cookie component, which may happen only once per run."""
-    holder = st.session_state.get(_AUTHENTICATOR_KEY)
-    if holder is None or holder[0] is not users:  # the users file changed: the library needs the new list
-        try:
-            key = resolve_cookie_key(_configured_cookie_key(), ctx.settings.duckdb_path)
-        except Exception as exc:
-            st.error(f"The dashboard cannot start: {exc}", icon=":material/lock:")
-            st.stop()
-            raise
-        authenticator = stauth.Authenticate(users.credentials(), COOKIE_NAME, key, COOKIE_EXPIRY_DAYS,
-                                            auto_hash=False, login_sleep_time=0)
-        holder = (users, authenticator)
-        st.session_state[_AUTHENTICATOR_KEY] = holder
-    return holder[1]
 
 
 def current_viewer(ctx: AppContext) -> Viewer | None:
-    """Who is logged in (restoring a session from the re-login cookie), or None."""
+    """Who is logged in (restoring a session from the re-login cookie), or None.
+
+    The session is re-checked on every run, so a logout in another tab, a password change or a
+    user removed from the users file ends it at the next click.
+    """
     users = user_directory(ctx)
-    authenticator = _authenticator(ctx, users)
-    if not st.session_state.get("authentication_status"):
-        try:
-            authenticator.login(location="unrendered")  # only reads the cookie
-        except Exception:  # a cookie for a user who no longer exists: just ask for a login
-            st.session_state["authentication_status"] = None
-    if not st.session_state.get("authentication_status"):
+    session: Session | None = st.session_state.get(SESSION_STATE_KEY)
+    if session is not None and not ctx.tokens.is_valid(session, users.password_hash_of):
+        session = None
+    if session is None:
+        session = ctx.tokens.verify(_session_cookie(), users.password_hash_of)
+    roles = tuple(users.roles_of(session.username)) if session else ()
+    if session is None or not roles:
+        st.session_state.pop(SESSION_STATE_KEY, None)
         return None
-    username = str(st.session_state.get("username") or "")
-    roles = tuple(users.roles_of(username))
-    if not roles:  # removed from the users file since logging in
-        _clear_session(authenticator)
-        return None
-    return Viewer(username, str(st.session_state.get("name") or username), roles)
+    st.session_state[SESSION_STATE_KEY] = session
+    entry = users.users[session.username]
+    name = " ".join(part for part in (entry.get("first_name"), entry.get("last_name")) if part)
+    return Viewer(session.username, name or session.username, roles)
 
 
-def _clear_session(authenticator: stauth.Authenticate) -> None:
-    authenticator.logout(location="unrendered")
+def _queue_cookie(value: str, max_age_s: int) -> None:
+    """Set (or, with max_age 0, delete) the re-login cookie from the next page that renders."""
+    secure = "; Secure" if str(getattr(st.context, "url", "") or "").startswith("https:") else ""
+    cookie = f"{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age_s}; SameSite=Strict{secure}"
+    st.session_state[_COOKIE_SCRIPT_KEY] = f"<script>document.cookie = {json.dumps(cookie)};</script>"
+
+
+def _write_queued_cookie() -> None:
+    """Runs once per login or logout: the element reports nothing back, so it causes no rerun."""
+    script = st.session_state.pop(_COOKIE_SCRIPT_KEY, None)
+    if script:
+        st.html(script, unsafe_allow_javascript=True)
 
 
 def remember_requested_page() -> None:
@@ -144,38 +143,40 @@ def render_login(ctx: AppContext) -> None:
         username = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
         submitted = st.form_submit_button("Log in", type="primary")
+    _write_queued_cookie()
     if not submitted:
         return
     username = username.strip().lower()
     if not username or not password:
         st.error("Enter both a username and a password.")
         return
-    refusal = ctx.throttle.refusal_message(username)
+    address = client_address()
+    refusal = ctx.throttle.refusal_message(username, address)
     if refusal:
         st.error(refusal, icon=":material/timer:")
         return
     if not users.verify(username, password):
-        ctx.throttle.record_failure(username)
+        ctx.throttle.record_failure(username, address)
         st.error(
-            ctx.throttle.refusal_message(username)
+            ctx.throttle.refusal_message(username, address)
             or "Wrong username or password. Check both and try again.",
             icon=":material/error:",
         )
         return
-    ctx.throttle.record_success(username)
-    authenticator = _authenticator(ctx, users)
-    st.session_state["logout"] = None  # the library refuses cookie re-login after a logout otherwise
-    authenticator.authentication_controller.login(token={"username": username})
-    authenticator.cookie_controller.set_cookie()
-    time.sleep(COOKIE_FLUSH_S)
+    ctx.throttle.record_success(username, address)
+    token, session = ctx.tokens.issue(username, users.password_hash_of(username) or "")
+    st.session_state[SESSION_STATE_KEY] = session
+    _queue_cookie(token, int(ctx.tokens.lifetime_s))
     st.rerun()
 
 
 def logout(ctx: AppContext) -> None:
-    authenticator = _authenticator(ctx, user_directory(ctx))
-    authenticator.logout(location="unrendered")  # clears the session and deletes the cookie
+    """Revoke the session server-side (the cookie is worthless from now on), then delete the cookie."""
+    session = st.session_state.pop(SESSION_STATE_KEY, None)
+    if session is not None:
+        ctx.tokens.revoke(session)
     st.session_state.pop(_REQUESTED_PAGE_KEY, None)
-    time.sleep(COOKIE_FLUSH_S)
+    _queue_cookie("", 0)
     st.rerun()
 
 
@@ -193,6 +194,7 @@ def render_sidebar(ctx: AppContext, viewer: Viewer) -> None:
         st.markdown(f"**Snowflake account:** {ctx.source_label}")
         if st.button("Log out", key="sfduck_logout", icon=":material/logout:"):
             logout(ctx)
+        _write_queued_cookie()
 
 
 def require_page(url_path: str) -> tuple[AppContext, Viewer]:

@@ -5,6 +5,7 @@ Runs in demo mode (the embedded emulator) on a temp DuckDB file; see tests/conft
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -14,9 +15,12 @@ import snowflake.connector
 import yaml
 from streamlit.testing.v1 import AppTest
 
+from sfduck_core.authdb import AUTH_DB_FILE, AuthDatabase
 from sfduck_core.emulator import embedded_emulator
+from sfduck_core.sessions import Session, SessionTokens, resolve_session_key
 from sfduck_core.store import Store
-from sfduck_core.users import hash_password
+from sfduck_core.users import hash_password, load_users
+from sfduck_ui.auth import SESSION_STATE_KEY
 from tests.conftest_ui import DEMO_SCHEMA, ROOT, RUN_TIMEOUT_S, button, log_in, new_app, texts, ui_env
 
 __all__ = ["ui_env"]  # the fixture, re-exported for pytest
@@ -35,6 +39,16 @@ def assert_login_form_only(at: AppTest) -> None:
     assert [b.label for b in at.button] == ["Log in"]
     assert not at.sidebar.markdown and not at.sidebar.get("page_link")
     assert not at.dataframe and not at.get("plotly_chart")
+
+
+def tokens_for(ui_env: Path) -> SessionTokens:
+    """The same tokens the app under test uses (same key file and auth database beside its DuckDB)."""
+    return SessionTokens(resolve_session_key(None, ui_env), AuthDatabase(ui_env / AUTH_DB_FILE))
+
+
+def session_for(ui_env: Path, username: str) -> Session:
+    users = load_users(True, ui_env / "users.yaml")
+    return tokens_for(ui_env).issue(username, users.password_hash_of(username) or "")[1]
 
 
 def logged_in(username: str, password: str | None = None) -> AppTest:
@@ -143,8 +157,7 @@ def test_analyst_cannot_reach_register_or_sync(ui_env: Path) -> None:
 def test_page_guard_refuses_the_analyst_role_when_run_directly(ui_env: Path, page: str) -> None:
     """The per-page gate itself (legacy direct run, e.g. a URL on a fresh server after a cookie login)."""
     at = AppTest.from_file(str(ROOT / page), default_timeout=RUN_TIMEOUT_S)
-    at.session_state["authentication_status"] = True
-    at.session_state["username"] = "analyst"
+    at.session_state[SESSION_STATE_KEY] = session_for(ui_env, "analyst")
     at.run()
     assert_clean(at)
     assert "needs the admin role" in at.error[0].value
@@ -156,9 +169,47 @@ def test_logout_returns_to_the_login_form(ui_env: Path) -> None:
     at.sidebar.button[0].click()
     at.run()
     assert_login_form_only(at)
-    assert at.session_state["authentication_status"] is None
+    assert SESSION_STATE_KEY not in at.session_state
     with pytest.raises(ValueError):
         at.switch_page("pages/tables.py")
+
+
+def cookie_scripts(at: AppTest) -> list[str]:
+    return [e.proto.body for e in at.get("html") if "document.cookie" in e.proto.body]
+
+
+def test_login_sets_a_cookie_that_logout_revokes_server_side(ui_env: Path) -> None:
+    """After logout the old cookie is worthless even if a browser (or a thief) kept a copy."""
+    at = logged_in("admin")
+    (script,) = cookie_scripts(at)
+    token = re.search(r"sfduck_session=([^;]+);", script).group(1)
+    assert "Max-Age=43200" in script and "SameSite=Strict" in script  # 12 h by default
+    tokens = tokens_for(ui_env)
+    users = load_users(True, ui_env / "users.yaml")
+    assert tokens.verify(token, users.password_hash_of) is not None
+    at.run()
+    assert not cookie_scripts(at)  # written once, not on every run
+    at.sidebar.button[0].click()
+    at.run()
+    (deletion,) = cookie_scripts(at)
+    assert "sfduck_session=;" in deletion and "Max-Age=0" in deletion
+    assert tokens.verify(token, users.password_hash_of) is None
+
+
+def test_session_lifetime_is_a_setting(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFDUCK_SESSION_HOURS", "2")
+    at = logged_in("admin")
+    (script,) = cookie_scripts(at)
+    assert "Max-Age=7200" in script
+
+
+def test_a_placeholder_cookie_key_stops_the_dashboard(ui_env: Path) -> None:
+    at = new_app()
+    at.secrets["sfduck"] = {"cookie_key": "replace-me-with-at-least-32-random-characters"}
+    at.run()
+    assert_clean(at)
+    assert "[sfduck] cookie_key looks like a placeholder" in at.error[0].value
+    assert not at.text_input  # no login form at all
 
 
 def test_demo_credentials_refused_outside_demo_mode(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -110,22 +110,38 @@ def choose(page: Page, label: str, option: str) -> None:
     expect(box).to_have_value(option)
 
 
+def settled(page: Page, timeout_ms: float = 60_000) -> None:
+    """Wait until the app's script run has finished (Streamlit marks its root with the run state).
+
+    Call it after the element a step waits for is visible: right after a click the state may still
+    say "notRunning" from before the click.
+    """
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=timeout_ms)
+
+
 def log_in(page: Page, username: str, password: str) -> None:
+    """Type into the form the moment it shows: it must be the only one and must stay (no second paint)."""
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
+    settled(page)
+    expect(page.get_by_role("button", name="Log in")).to_have_count(1)
+    expect(page.get_by_label("Username")).to_have_value(username)  # nothing typed was lost
     page.get_by_role("button", name="Log in").click()
 
 
 def go(page: Page, title: str) -> None:
     page.locator('[data-testid="stSidebar"]').get_by_role("link", name=title).click()
     page.get_by_role("heading", name=title, exact=True).wait_for()
+    settled(page)
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()  # not undone by a rerun
 
 
 def assert_only_login_form(page: Page) -> None:
     expect(page.get_by_label("Username")).to_be_visible(timeout=30_000)
+    settled(page)
+    expect(page.get_by_label("Username")).to_have_count(1)
     expect(page.get_by_label("Password", exact=True)).to_be_visible()
-    expect(page.get_by_role("button", name="Log in")).to_be_visible()
-    page.wait_for_timeout(1500)  # let anything else that would render do so
+    expect(page.get_by_role("button", name="Log in")).to_have_count(1)
     for forbidden in ("Start sync", "Register", "Run query"):
         expect(page.get_by_role("button", name=forbidden)).to_have_count(0)
     expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
@@ -145,11 +161,13 @@ def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser,
         shot(page, "01_login")
         log_in(page, "admin", "admin")
         page.get_by_role("heading", name="Tables", exact=True).wait_for()
+        settled(page)
         expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
         expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("demo")
         shot(page, "02_tables")
-        page.reload()  # the signed cookie logs the browser back in
+        page.reload()  # the signed cookie logs the browser back in, in the first run of the page
         page.get_by_role("heading", name="Tables", exact=True).wait_for(timeout=30_000)
+        settled(page)
         expect(page.get_by_label("Password", exact=True)).to_have_count(0)
 
         go(page, "Register")

@@ -1,4 +1,4 @@
-"""Users file, demo users, the demo-credentials refusal, the cookie key and login throttling."""
+"""Users file, demo users, the demo-credentials refusal, equal work for unknown users and login throttling."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sfduck_core.authdb import AuthDatabase
 from sfduck_core.errors import ConfigError
 from sfduck_core.users import (
-    COOKIE_KEY_FILE,
     LoginThrottle,
     check_password,
     hash_password,
     load_users,
-    resolve_cookie_key,
     users_file_path,
 )
 
@@ -120,21 +119,6 @@ def test_not_a_mapping_is_explained(tmp_path: Path) -> None:
         load_users(demo=True, path=path)
 
 
-def test_cookie_key_generated_once_with_owner_only_mode(tmp_path: Path) -> None:
-    db = tmp_path / "data" / "sfduck.duckdb"
-    key = resolve_cookie_key(None, db)
-    key_file = db.parent / COOKIE_KEY_FILE
-    assert len(key) >= 32
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert resolve_cookie_key(None, db) == key  # stable across restarts
-    assert resolve_cookie_key("x" * 40, db) == "x" * 40  # secrets win
-
-
-def test_short_configured_cookie_key_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="too short"):
-        resolve_cookie_key("short", tmp_path / "db.duckdb")
-
-
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -143,39 +127,103 @@ class FakeClock:
         return self.now
 
 
-def test_throttle_locks_after_five_failures_in_window_and_unlocks_later() -> None:
-    clock = FakeClock()
-    throttle = LoginThrottle(max_failures=5, window_s=300, lockout_s=120, clock=clock)
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def throttle(tmp_path: Path, clock: FakeClock) -> LoginThrottle:
+    return LoginThrottle(AuthDatabase(tmp_path / "auth.sqlite", clock=clock), base_delay_s=60, max_delay_s=600,
+                         window_s=3600)
+
+
+def test_throttle_slows_a_user_down_after_five_failures_and_lets_them_try_later(
+        throttle: LoginThrottle, clock: FakeClock) -> None:
     for _ in range(4):
-        throttle.record_failure("Admin")
+        throttle.record_failure("Admin", "10.0.0.1")
         clock.now += 10
-    assert throttle.refusal_message("admin") is None
-    throttle.record_failure("admin ")
-    message = throttle.refusal_message("admin")
-    assert message and "Too many failed logins" in message and "2 min" in message
-    assert throttle.refusal_message("analyst") is None  # per user
-    clock.now += 119
-    assert throttle.seconds_locked("admin") == pytest.approx(1)
+    assert throttle.refusal_message("admin", "10.0.0.1") is None
+    throttle.record_failure("admin ", "10.0.0.1")
+    message = throttle.refusal_message("admin", "10.0.0.1")
+    assert message and "Too many failed logins" in message and "1 min" in message
+    assert throttle.refusal_message("analyst", "10.0.0.1") is None  # per user
+    assert throttle.refusal_message("admin", "10.0.0.2") is None  # a stranger cannot lock a user out
+    clock.now += 59
+    assert throttle.seconds_to_wait("admin", "10.0.0.1") == pytest.approx(1)
     clock.now += 2
-    assert throttle.refusal_message("admin") is None
+    assert throttle.refusal_message("admin", "10.0.0.1") is None
 
 
-def test_throttle_forgets_failures_outside_the_window() -> None:
-    clock = FakeClock()
-    throttle = LoginThrottle(max_failures=3, window_s=60, lockout_s=60, clock=clock)
-    throttle.record_failure("u")
-    throttle.record_failure("u")
-    clock.now += 61
-    throttle.record_failure("u")
-    assert throttle.seconds_locked("u") == 0
+def test_throttle_backs_off_exponentially_up_to_a_cap(throttle: LoginThrottle, clock: FakeClock) -> None:
+    waits = []
+    for _ in range(10):
+        throttle.record_failure("u", "a")
+        waits.append(round(throttle.seconds_to_wait("u", "a")))
+        clock.now += throttle.seconds_to_wait("u", "a")  # the attacker waits each delay out
+    assert waits == [0, 0, 0, 0, 60, 120, 240, 480, 600, 600]
 
 
-def test_success_resets_the_count() -> None:
-    clock = FakeClock()
-    throttle = LoginThrottle(max_failures=2, clock=clock)
-    throttle.record_failure("u")
-    throttle.record_success("u")
-    throttle.record_failure("u")
-    assert throttle.seconds_locked("u") == 0
-    throttle.record_failure("u")
-    assert throttle.seconds_locked("u") > 0
+def test_throttle_counts_per_address_across_usernames(throttle: LoginThrottle) -> None:
+    for i in range(20):
+        throttle.record_failure(f"user{i}", "203.0.113.9")
+    assert throttle.refusal_message("someone-new", "203.0.113.9")  # spraying usernames is slowed too
+    assert throttle.refusal_message("someone-new", "198.51.100.1") is None
+
+
+def test_throttle_is_shared_by_processes_and_survives_restarts(tmp_path: Path, clock: FakeClock) -> None:
+    first = LoginThrottle(AuthDatabase(tmp_path / "auth.sqlite", clock=clock))
+    for _ in range(5):
+        first.record_failure("admin", "a")
+    restarted = LoginThrottle(AuthDatabase(tmp_path / "auth.sqlite", clock=clock))
+    assert restarted.refusal_message("admin", "a")
+
+
+def test_throttle_forgets_failures_outside_the_window(throttle: LoginThrottle, clock: FakeClock) -> None:
+    for _ in range(4):
+        throttle.record_failure("u", "a")
+    clock.now += 3601
+    throttle.record_failure("u", "a")
+    assert throttle.seconds_to_wait("u", "a") == 0
+
+
+def test_success_resets_the_users_count(throttle: LoginThrottle) -> None:
+    for _ in range(4):
+        throttle.record_failure("u", "a")
+    throttle.record_success("u", "a")
+    for _ in range(4):
+        throttle.record_failure("u", "a")
+    assert throttle.seconds_to_wait("u", "a") == 0
+    throttle.record_failure("u", "a")
+    assert throttle.seconds_to_wait("u", "a") > 0
+
+
+def test_auth_database_is_owner_only(tmp_path: Path) -> None:
+    AuthDatabase(tmp_path / "auth.sqlite")
+    assert stat.S_IMODE((tmp_path / "auth.sqlite").stat().st_mode) == 0o600
+
+
+def test_unknown_users_cost_as_much_as_real_ones(tmp_path: Path) -> None:
+    """No timing oracle: the decoy hash checked for unknown names has the real users' cost."""
+    import time
+
+    path = write_users(tmp_path / "users.yaml", {"jdoe": {"password": hash_password("pw-1234", rounds=12),
+                                                         "roles": ["admin"]}})
+    users = load_users(demo=False, path=path)
+    users.verify("nobody", "x")  # makes the decoy once
+
+    def timed(name: str) -> float:
+        start = time.perf_counter()
+        assert not users.verify(name, "wrong password")
+        return time.perf_counter() - start
+
+    known = min(timed("jdoe") for _ in range(3))
+    unknown = min(timed("nobody") for _ in range(3))
+    assert 0.7 < unknown / known < 1.4, (known, unknown)
+
+
+def test_real_users_are_never_shadowed_by_demo_users(tmp_path: Path, strong_hash: str) -> None:
+    path = write_users(tmp_path / "users.yaml", {"admin": {"password": strong_hash, "roles": ["admin"]}})
+    users = load_users(demo=True, path=path)
+    assert users.verify("admin", "correct horse battery")
+    assert not users.verify("admin", "admin")

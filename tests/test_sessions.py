@@ -1,0 +1,114 @@
+"""Session tokens behind the re-login cookie: strong keys only, expiry, revocation, password changes."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import jwt
+import pytest
+
+from sfduck_core.authdb import AuthDatabase
+from sfduck_core.errors import ConfigError
+from sfduck_core.sessions import SESSION_KEY_FILE, SessionTokens, check_key_strength, resolve_session_key
+
+STRONG_KEY = "Jv3Qm8x1ZpL0sT7wYb2Nc5Rd9Kf4Hg6UaEoXiWqPzMl"
+EXAMPLE_FILE = Path(__file__).resolve().parents[1] / ".streamlit" / "secrets.toml.example"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def tokens(tmp_path: Path, clock: FakeClock) -> SessionTokens:
+    return SessionTokens(STRONG_KEY, AuthDatabase(tmp_path / "auth.sqlite", clock=clock), 3600, clock=clock)
+
+
+HASHES = {"admin": "$2b$12$firsthashfirsthashfirsthashfirsthashfirsthashfirstha"}
+
+
+def test_a_fresh_token_proves_its_user(tokens: SessionTokens) -> None:
+    token, session = tokens.issue("admin", HASHES["admin"])
+    assert tokens.verify(token, HASHES.get) == session
+
+
+def test_the_example_files_placeholder_key_is_refused() -> None:
+    placeholder = next(line.split('"')[1] for line in EXAMPLE_FILE.read_text().splitlines()
+                       if line.lstrip("# ").startswith("cookie_key ="))
+    with pytest.raises(ConfigError, match=r"\[sfduck\] cookie_key looks like a placeholder"):
+        resolve_session_key(placeholder, Path("/nonexistent"))
+
+
+@pytest.mark.parametrize("key, reason", [
+    ("short", "too short"),
+    ("x" * 64, "placeholder|too predictable"),
+    ("Ab1" * 12, "too predictable"),
+    ("abababababababababababababababababababab", "too predictable"),
+    ("0123456789012345678901234567890123", "too predictable"),
+    ("my-secret-key-for-the-sfduck-dashboard-2026", "placeholder"),
+])
+def test_weak_keys_are_refused(key: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        check_key_strength(key, "[sfduck] cookie_key")
+
+
+def test_ordinary_generated_keys_pass() -> None:
+    import secrets
+
+    for _ in range(50):
+        check_key_strength(secrets.token_hex(16), "hex")
+        check_key_strength(secrets.token_urlsafe(32), "urlsafe")
+
+
+def test_a_generated_key_is_strong_stable_and_owner_only(tmp_path: Path) -> None:
+    key = resolve_session_key(None, tmp_path)
+    assert check_key_strength(key, "generated") == key
+    assert stat.S_IMODE((tmp_path / SESSION_KEY_FILE).stat().st_mode) == 0o600
+    assert resolve_session_key(None, tmp_path) == key  # survives restarts
+    assert resolve_session_key(STRONG_KEY, tmp_path) == STRONG_KEY  # a configured key wins
+
+
+def test_a_token_signed_with_another_key_is_refused(tokens: SessionTokens, clock: FakeClock) -> None:
+    forged = jwt.encode({"sub": "admin", "sid": "x", "exp": clock.now + 60,
+                         "pwd": "0" * 32}, "replace-me-with-at-least-32-random-characters", algorithm="HS256")
+    assert tokens.verify(forged, HASHES.get) is None
+    assert tokens.verify("not a token", HASHES.get) is None
+    assert tokens.verify(None, HASHES.get) is None
+
+
+def test_tokens_expire(tokens: SessionTokens, clock: FakeClock) -> None:
+    token, session = tokens.issue("admin", HASHES["admin"])
+    clock.now += 3599
+    assert tokens.verify(token, HASHES.get) == session
+    clock.now += 2
+    assert tokens.verify(token, HASHES.get) is None
+    assert not tokens.is_valid(session, HASHES.get)
+
+
+def test_logout_revokes_the_token_for_every_process(tokens: SessionTokens, tmp_path: Path,
+                                                    clock: FakeClock) -> None:
+    token, session = tokens.issue("admin", HASHES["admin"])
+    other_process = SessionTokens(STRONG_KEY, AuthDatabase(tmp_path / "auth.sqlite", clock=clock), 3600,
+                                  clock=clock)
+    tokens.revoke(session)
+    assert tokens.verify(token, HASHES.get) is None
+    assert other_process.verify(token, HASHES.get) is None
+    assert not other_process.is_valid(session, HASHES.get)
+
+
+def test_a_password_change_or_a_removed_user_ends_the_session(tokens: SessionTokens) -> None:
+    token, session = tokens.issue("admin", HASHES["admin"])
+    changed = {"admin": "$2b$12$secondhashsecondhashsecondhashsecondhashsecondhashse"}
+    assert tokens.verify(token, changed.get) is None
+    assert not tokens.is_valid(session, changed.get)
+    assert tokens.verify(token, {}.get) is None
