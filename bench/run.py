@@ -185,7 +185,7 @@ class Bench:
                         ratio_label="× fastest DuckDB")
         self.s4 = Table("4. End to end through the emulator",
                         "`SyncEngine.sync(SyncRequest(schema, 'data', transport=...))` against "
-                        "`python -m sfduck_core.emulator` running in its own process (fakesnow server; its CPU "
+                        "`python -m sfduck_emulator` running in its own process (fakesnow server; its CPU "
                         "competes with the sync on the same 2 cores). Seconds = the sync call; phases from "
                         "job['stats']. Ratio: to the stage transport.", ratio_label="× stage")
         self.info: dict[str, dict] = {}
@@ -341,7 +341,7 @@ class Bench:
 
     def e2e(self, rows: int) -> None:
         log(f"starting the emulator with {rows:,} rows")
-        proc = subprocess.Popen([PY, "-m", "sfduck_core.emulator", "--rows", str(rows)], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([PY, "-m", "sfduck_emulator", "--rows", str(rows)], stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=ENV, cwd=str(ROOT), text=True)
         try:
             emu = None

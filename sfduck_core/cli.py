@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sfduck_core.config import load_settings
+from sfduck_core.config import Settings, SnowflakeSettings, load_settings
 from sfduck_core.errors import SfduckError
 from sfduck_core.progress import SyncProgress, ignore_progress
 
@@ -23,7 +23,7 @@ def _csv(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sfduck_core", description="Copy Snowflake tables into DuckDB.")
+    parser = argparse.ArgumentParser(prog="sfduck", description="Copy Snowflake tables into DuckDB.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("tables", help="list the tables of a schema with their size")
@@ -94,10 +94,14 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def run(args: argparse.Namespace) -> int:
+SourceFor = Callable[[Settings], Callable[[], SnowflakeSettings]]
+
+
+def run(args: argparse.Namespace, source_for: SourceFor | None = None) -> int:
     from sfduck_core.engine import SyncEngine, SyncRequest
 
-    engine = SyncEngine(load_settings())
+    settings = load_settings()
+    engine = SyncEngine(settings, source_for(settings) if source_for else None)
     if args.command == "tables":
         _print([t.as_dict() for t in engine.list_tables(args.schema)])
     elif args.command == "describe":
@@ -138,15 +142,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, source_for: SourceFor | None = None,
+         emulator: Callable[[list[str]], int] | None = None) -> int:
+    """The command line. The entry point (`python -m sfduck_core`, `sfduck`) passes `source_for`,
+    which decides demo mode, and `emulator`, the `emulator` subcommand: both live outside the core."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["emulator"]:  # its own options (--port, --rows, ...) live in the emulator module
-        from sfduck_core.emulator import main as emulator_main
-
-        return emulator_main(argv[1:])
+    if argv[:1] == ["emulator"] and emulator is not None:  # its own options (--port, --rows, ...)
+        return emulator(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        return run(args, source_for)
     except SfduckError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

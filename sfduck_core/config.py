@@ -2,8 +2,8 @@
 
 Precedence: process environment, then a `.env` file, then the `[connections.snowflake]` section of
 `.streamlit/secrets.toml` (the keys Streamlit's own Snowflake connection uses). With no account
-configured anywhere sfduck runs in demo mode on the embedded emulator, so a fresh clone works with
-zero configuration. The password is held in a field that never prints.
+configured anywhere the settings say demo mode; the entry points then connect to the embedded
+emulator (`sfduck_emulator`), so a fresh clone works with zero configuration. The password is held in a field that never prints.
 """
 
 from __future__ import annotations
@@ -168,11 +168,3 @@ def load_settings(
         session_hours=session_hours,
     )
 
-
-def resolve_snowflake(settings: Settings) -> SnowflakeSettings:
-    """The settings to connect with: the configured account, or the embedded emulator in demo mode."""
-    if not settings.demo:
-        return settings.snowflake
-    from sfduck_core.emulator import embedded_emulator
-
-    return embedded_emulator().snowflake_settings()

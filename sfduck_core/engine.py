@@ -12,14 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
-from sfduck_core.config import Settings, SnowflakeSettings, resolve_snowflake
-from sfduck_core.errors import SfduckError, SyncFailedError, TableNotFoundError
+from sfduck_core.config import Settings, SnowflakeSettings
+from sfduck_core.errors import ConfigError, SfduckError, SyncFailedError, TableNotFoundError
 from sfduck_core.filters import SafeFilter, validate_filter
 from sfduck_core.incremental import Watermark, append, apply_drift, delete_missing, read_watermark, upsert
 from sfduck_core.progress import ProgressCallback, SyncProgress, ignore_progress
@@ -30,6 +30,7 @@ from sfduck_core.transfer import Transfer, load_arrow_batches
 from sfduck_core.typemap import ColumnPlan
 
 TRANSPORTS = ("auto", "stage", "arrow")
+SnowflakeProvider = Callable[[], SnowflakeSettings]
 STRATEGIES = ("full", "incremental")
 
 
@@ -76,11 +77,20 @@ class SyncRun:
 class SyncEngine:
     """The one entry point front ends use; it owns settings, the store and the source sessions."""
 
-    def __init__(self, settings: Settings, store: Store | None = None):
+    def __init__(self, settings: Settings, snowflake: SnowflakeProvider | None = None, store: Store | None = None):
+        """`snowflake` says where to connect, asked once on first use (so that an embedded
+        emulator starts only when needed); by default the configured account."""
         self.settings = settings
         self.store = store or Store(settings.duckdb_path, settings.lock_timeout_s, settings.duckdb_memory_limit)
+        self._provider = snowflake or self._configured_account
         self._snowflake: SnowflakeSettings | None = None
         self._lock = threading.Lock()
+
+    def _configured_account(self) -> SnowflakeSettings:
+        if self.settings.demo:
+            raise ConfigError("No Snowflake account is configured (SNOWFLAKE_ACCOUNT); demo mode runs on the "
+                              "embedded emulator, which the sfduck command and the dashboard start.")
+        return self.settings.snowflake
 
     # --- Snowflake side --------------------------------------------------------------------
 
@@ -88,7 +98,7 @@ class SyncEngine:
     def snowflake(self) -> SnowflakeSettings:
         with self._lock:
             if self._snowflake is None:
-                self._snowflake = resolve_snowflake(self.settings)
+                self._snowflake = self._provider()
             return self._snowflake
 
     def source(self) -> SnowflakeSource:

@@ -19,6 +19,7 @@ from sfduck_core.engine import SyncEngine
 from sfduck_core.errors import SfduckError
 from sfduck_core.sessions import SessionTokens, resolve_session_key
 from sfduck_core.users import LoginThrottle
+from sfduck_emulator import snowflake_source
 
 _SETTINGS_ENV = ("SFDUCK_DUCKDB_PATH", "SFDUCK_DATA_DIR", "SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER",
                  "SFDUCK_USERS_FILE", "SFDUCK_LOCK_TIMEOUT", "SFDUCK_SESSION_HOURS")
@@ -53,7 +54,7 @@ def _configured_cookie_key() -> str | None:
 @st.cache_resource(show_spinner=False)
 def _build_context(_env_key: tuple[str | None, ...], cookie_key: str | None) -> AppContext:
     settings = load_settings()
-    engine = SyncEngine(settings)
+    engine = SyncEngine(settings, snowflake_source(settings))
     state_dir = settings.duckdb_path.parent
     auth_db = AuthDatabase(state_dir / AUTH_DB_FILE)
     tokens = SessionTokens(resolve_session_key(cookie_key, state_dir), auth_db, settings.session_hours * 3600)

@@ -13,9 +13,10 @@ import pytest
 import snowflake.connector
 
 from sfduck_core.config import Settings, SnowflakeSettings
-from sfduck_core.emulator import Emulator, EmulatorSettings
 from sfduck_core.engine import SyncEngine
 from sfduck_core.sqlident import quote_ident
+from sfduck_emulator.server import Emulator
+from sfduck_emulator.settings import EmulatorSettings
 
 TEST_DATA_ROWS = 20_000
 # The dashboard and CLI subprocesses in tests start their own embedded emulator; keep it small.

@@ -16,10 +16,10 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from sfduck_core.authdb import AUTH_DB_FILE, AuthDatabase
-from sfduck_core.emulator import embedded_emulator
 from sfduck_core.sessions import Session, SessionTokens, resolve_session_key
 from sfduck_core.store import Store
 from sfduck_core.users import hash_password, load_users
+from sfduck_emulator.server import embedded_emulator
 from sfduck_ui.auth import SESSION_STATE_KEY
 from tests.conftest_ui import DEMO_SCHEMA, ROOT, RUN_TIMEOUT_S, button, log_in, new_app, texts, ui_env
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from sfduck_core.background import BackgroundSyncs
-from sfduck_core.emulator import EmulatorSettings
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SyncAlreadyRunningError
+from sfduck_emulator.settings import EmulatorSettings
 from tests.conftest import TEST_DATA_ROWS
 
 

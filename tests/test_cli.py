@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sfduck_core.emulator import EmulatorSettings
+from sfduck_emulator.settings import EmulatorSettings
 from tests.conftest import TEST_DATA_ROWS, env_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,15 +25,9 @@ import pytest
 import snowflake.connector
 from snowflake.connector.errors import DatabaseError, OperationalError, ProgrammingError
 
-from sfduck_core.emulator import (
-    ALL_TYPES_COLUMNS,
-    ALL_TYPES_ROWS,
-    DEMO_DATABASE,
-    DEMO_SCHEMA,
-    MIXED_CASE_ROWS,
-    Emulator,
-    EmulatorSettings,
-)
+from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS, MIXED_CASE_ROWS
+from sfduck_emulator.server import Emulator
+from sfduck_emulator.settings import DEMO_DATABASE, DEMO_SCHEMA, EmulatorSettings
 
 DATA_ROWS = 5000
 TEST_DATABASE = "SFDUCK_EMULATOR_TEST"
@@ -434,7 +428,7 @@ def _read_lines_until_json(proc: subprocess.Popen[str], timeout: float) -> list[
 
 def test_main_prints_settings_and_serves() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sfduck_core.emulator", "--rows", "100", "--password", "pw-test"],
+        [sys.executable, "-m", "sfduck_emulator", "--rows", "100", "--password", "pw-test"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -464,7 +458,7 @@ def test_embedded_emulator_is_a_singleton() -> None:
     # in a child process: it seeds a million rows and would replace this module's demo tables
     code = (
         "import threading\n"
-        "from sfduck_core.emulator import embedded_emulator\n"
+        "from sfduck_emulator.server import embedded_emulator\n"
         "out = []\n"
         "ts = [threading.Thread(target=lambda: out.append(embedded_emulator())) for _ in range(4)]\n"
         "[t.start() for t in ts]; [t.join() for t in ts]\n"

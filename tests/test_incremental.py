@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sfduck_core.emulator import EmulatorSettings
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SfduckError, UnsafeFilterError
+from sfduck_emulator.settings import EmulatorSettings
 from tests.conftest import env_for
 
 TRANSPORTS = ["stage", "arrow"]

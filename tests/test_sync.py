@@ -9,7 +9,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sfduck_core.emulator import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS, EmulatorSettings
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import (
     InvalidIdentifierError,
@@ -19,6 +18,8 @@ from sfduck_core.errors import (
     TableNotFoundError,
 )
 from sfduck_core.store import META
+from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS
+from sfduck_emulator.settings import EmulatorSettings
 from tests.conftest import TEST_DATA_ROWS
 
 TRANSPORTS = ["stage", "arrow"]

@@ -1,0 +1,3 @@
+from sfduck_emulator.server import main
+
+raise SystemExit(main())
