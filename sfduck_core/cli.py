@@ -10,11 +10,12 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sfduck_core.config import Settings, SnowflakeSettings, load_settings
+from sfduck_core.config import load_settings
 from sfduck_core.errors import SfduckError
+from sfduck_core.plugins import command, snowflake_source
 from sfduck_core.progress import SyncProgress, ignore_progress
 
 
@@ -94,14 +95,11 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-SourceFor = Callable[[Settings], Callable[[], SnowflakeSettings]]
-
-
-def run(args: argparse.Namespace, source_for: SourceFor | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     from sfduck_core.engine import SyncEngine, SyncRequest
 
     settings = load_settings()
-    engine = SyncEngine(settings, source_for(settings) if source_for else None)
+    engine = SyncEngine(settings, snowflake_source(settings))
     if args.command == "tables":
         _print([t.as_dict() for t in engine.list_tables(args.schema)])
     elif args.command == "describe":
@@ -142,16 +140,19 @@ def run(args: argparse.Namespace, source_for: SourceFor | None = None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, *, source_for: SourceFor | None = None,
-         emulator: Callable[[list[str]], int] | None = None) -> int:
-    """The command line. The entry point (`python -m sfduck_core`, `sfduck`) passes `source_for`,
-    which decides demo mode, and `emulator`, the `emulator` subcommand: both live outside the core."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m sfduck_core` and the `sfduck` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["emulator"] and emulator is not None:  # its own options (--port, --rows, ...)
+    if argv[:1] == ["emulator"]:  # its own options (--port, --rows, ...) live in the emulator
+        try:
+            emulator = command("emulator")
+        except SfduckError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return emulator(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return run(args, source_for)
+        return run(args)
     except SfduckError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -161,3 +162,8 @@ def main(argv: Sequence[str] | None = None, *, source_for: SourceFor | None = No
     except Exception as exc:  # a bug: still one line, never a traceback for the user
         print(f"internal error ({type(exc).__name__}): {exc}", file=sys.stderr)
         return 2
+
+
+def console_main() -> None:
+    """The `sfduck` console command."""
+    sys.exit(main())

@@ -3,7 +3,7 @@
 Precedence: process environment, then a `.env` file, then the `[connections.snowflake]` section of
 `.streamlit/secrets.toml` (the keys Streamlit's own Snowflake connection uses). With no account
 configured anywhere the settings say demo mode; the entry points then connect to the embedded
-emulator (`sfduck_emulator`), so a fresh clone works with zero configuration. The password is held in a field that never prints.
+emulator (a plugin of the core, see `plugins`), so a fresh clone works with zero configuration. The password is held in a field that never prints.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ over one of two transports: `stage` (the spec's COPY INTO a temporary stage as P
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -25,8 +26,9 @@ from sfduck_core.incremental import Watermark, append, apply_drift, delete_missi
 from sfduck_core.progress import ProgressCallback, SyncProgress, ignore_progress
 from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import qualified, quote_ident, validate_identifier
+from sfduck_core.stats import SyncStats
 from sfduck_core.store import Registration, Store
-from sfduck_core.transfer import Transfer, load_arrow_batches
+from sfduck_core.transfer import Transfer, TransferResult, load_arrow_batches
 from sfduck_core.typemap import ColumnPlan
 
 TRANSPORTS = ("auto", "stage", "arrow")
@@ -165,7 +167,7 @@ class SyncEngine:
             raise SfduckError(f"Unknown transport {request.transport!r}; use one of {', '.join(TRANSPORTS)}.")
         schema = self.default_schema(request.schema_name)
         validate_identifier(request.table_name, "table name")
-        request.schema_name = schema
+        request = dataclasses.replace(request, schema_name=schema)  # the caller's request stays as given
         reg = self.store.require_active(schema, request.table_name)
         safe_filter = None
         if request.where:
@@ -182,8 +184,7 @@ class SyncEngine:
         return self.prepare(request, on_progress).run()
 
     def _execute(self, run: SyncRun) -> dict[str, Any]:
-        stats: dict[str, Any] = {"strategy": run.request.strategy, "rows_processed": 0, "total_rows": 0,
-                                 "filter": run.safe_filter.sql if run.safe_filter else None}
+        stats = SyncStats(strategy=run.request.strategy, filter=run.safe_filter.sql if run.safe_filter else None)
         try:
             with self.source() as src:
                 self._sync_with_source(src, run, stats)
@@ -192,7 +193,7 @@ class SyncEngine:
             assert job is not None
             return job
         except BaseException as exc:
-            stats["duration_s"] = run.elapsed()
+            stats.duration_s = run.elapsed()
             if isinstance(exc, SfduckError):
                 message = str(exc)
             elif isinstance(exc, KeyboardInterrupt):
@@ -200,89 +201,94 @@ class SyncEngine:
             else:
                 message = f"Internal error ({type(exc).__name__}): {exc}"
             run.report(phase="failed", message=message)
-            self.store.fail_job(run.registration, run.sync_id, message, stats)
+            self.store.fail_job(run.registration, run.sync_id, message, stats.as_dict())
             # the sync_id lets automation fetch the failed job (`status SYNC_ID`); same error type
             error_type = type(exc) if isinstance(exc, SfduckError) else SyncFailedError
             raise error_type(f"Sync {run.sync_id} failed: {message}") from exc
         finally:
             self.store.finish(run.sync_id)
 
-    def _sync_with_source(self, src: SnowflakeSource, run: SyncRun, stats: dict[str, Any]) -> None:
+    def _sync_with_source(self, src: SnowflakeSource, run: SyncRun, stats: SyncStats) -> None:
         req, reg = run.request, run.registration
         run.report(phase="describing", message="Reading the table's schema from Snowflake")
         info = src.table_info(req.schema_name, req.table_name)
         desc = _selected_columns(src.describe(req.schema_name, req.table_name, info), reg)
-        stats["table_stats"] = {"row_count": info.row_count, "size_bytes": info.size_bytes,
-                                "last_modified": info.last_modified}
-        stats["total_rows"] = info.row_count
-        stats["unknown_types"] = [
+        stats.table_stats = {"row_count": info.row_count, "size_bytes": info.size_bytes,
+                             "last_modified": info.last_modified}
+        stats.total_rows = info.row_count
+        stats.unknown_types = [
             {"column": p.name, "snowflake_type": str(p.snowflake_type)} for p in desc.plans if not p.mapping.known
         ]
         run.report(rows_total=info.row_count)
         plan = IncrementalPlan.build(self.store, run, desc, info)
         if plan.skip:
-            stats.update(skipped=True, watermark_before=plan.watermark_dict, watermark_after=plan.watermark_dict,
-                         rows_inserted=0, rows_updated=0, rows_deleted=0, transport="none", duration_s=run.elapsed())
+            stats.skipped = True
+            stats.watermark_before = stats.watermark_after = plan.watermark_dict
+            stats.rows_inserted = stats.rows_updated = stats.rows_deleted = 0
+            stats.transfer.transport = "none"
+            stats.duration_s = run.elapsed()
             with self.store.connect() as con:
-                self.store.complete_job(con, reg, run.sync_id, stats, "none")
+                self.store.complete_job(con, reg, run.sync_id, stats.as_dict(), "none")
             return
-        stats["skipped"] = False
+        stats.skipped = False
         if plan.key_plan is not None:
-            stats["watermark_before"] = plan.watermark_dict
-            stats["incremental_key"] = plan.key_plan.name
-            stats["null_key_rows"] = src.count_null(desc, plan.key_plan.name)
+            stats.watermark_before = plan.watermark_dict
+            stats.incremental_key = plan.key_plan.name
+            stats.null_key_rows = src.count_null(desc, plan.key_plan.name)
         where, params = plan.where(run.safe_filter.sql if run.safe_filter else None)
         status_fields = {"source_row_count": info.row_count, "source_last_modified": info.last_modified,
                          "columns": column_signature(desc),
                          "filter": run.safe_filter.sql if run.safe_filter else None}
 
-        def finalize(con: duckdb.DuckDBPyConnection, staging: str) -> None:
+        def finalize(con: duckdb.DuckDBPyConnection, staging: str, transferred: TransferResult) -> None:
             if plan.merge:
                 self._merge(con, run, desc, plan, staging, stats)
             else:
                 run.report(phase="swapping", message="Replacing the table in one transaction")
                 Store.replace_table(con, desc.schema_name, desc.table_name, staging)
-                stats["rows_inserted"] = Store.count_rows(con, desc.schema_name, desc.table_name)
-                stats.update(rows_updated=0, rows_deleted=0)
+                stats.rows_inserted = Store.count_rows(con, desc.schema_name, desc.table_name)
+                stats.rows_updated = stats.rows_deleted = 0
                 if plan.incremental:
-                    stats["full_load"] = True
+                    stats.full_load = True
             local_rows = Store.count_rows(con, desc.schema_name, desc.table_name)
-            stats["rows_processed"] = stats.get("rows_loaded", local_rows)
+            stats.rows_processed = local_rows if stats.rows_loaded is None else stats.rows_loaded
             watermark = (read_watermark(con, desc.schema_name, desc.table_name, plan.key_plan)
                          if plan.key_plan is not None else None)
             if plan.key_plan is not None:
-                stats["watermark_after"] = watermark.as_dict() if watermark else plan.watermark_dict
-            stats["table_stats"]["local_row_count"] = local_rows
-            stats["duration_s"] = run.elapsed()
+                stats.watermark_after = watermark.as_dict() if watermark else plan.watermark_dict
+            stats.table_stats["local_row_count"] = local_rows
+            stats.duration_s = run.elapsed()
             self.store.complete_job(
-                con, reg, run.sync_id, stats, stats["transport"], row_count=local_rows,
-                watermark=stats.get("watermark_after"), **status_fields,
+                con, reg, run.sync_id, stats.as_dict(), transferred.transport or "none", row_count=local_rows,
+                watermark=stats.watermark_after, **status_fields,
             )
 
-        Transfer(self, src, run, desc, stats).run(where, params, finalize)
+        transfer = Transfer(self.store, self.settings.data_dir, src, desc, req.transport, run.sync_id, run.report)
+        stats.transfer = transfer.result  # a failed job keeps what the transfer got to record
+        transfer.run(where, params, finalize)
 
     def _merge(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
-               plan: IncrementalPlan, staging: str, stats: dict[str, Any]) -> None:
+               plan: IncrementalPlan, staging: str, stats: SyncStats) -> None:
         """Apply a change set in the caller's transaction: drift first, then upsert or append."""
         schema, table = desc.schema_name, desc.table_name
         run.report(phase="swapping", message="Merging the changes in one transaction")
         drift = apply_drift(con, schema, table, desc.plans)
-        stats["schema_drift"] = drift.as_dict()
-        stats["rows_loaded"] = Store.count_rows(con, schema, staging)
+        stats.schema_drift = drift.as_dict()
+        stats.rows_loaded = Store.count_rows(con, schema, staging)
         columns = [p.name for p in desc.plans]
         if plan.primary_key:
             merged = upsert(con, schema, table, staging, columns, plan.primary_key, plan.key_plan.name,
                             plan.watermark)
-            stats.update(rows_inserted=merged.rows_inserted, rows_updated=merged.rows_updated,
-                         rows_unchanged=merged.rows_unchanged,
-                         duplicate_keys_in_change_set=merged.duplicate_keys_in_change_set)
+            stats.rows_inserted, stats.rows_updated = merged.rows_inserted, merged.rows_updated
+            stats.rows_unchanged = merged.rows_unchanged
+            stats.duplicate_keys_in_change_set = merged.duplicate_keys_in_change_set
         else:
-            stats.update(rows_inserted=append(con, schema, table, staging, columns), rows_updated=0)
+            stats.rows_inserted, stats.rows_updated = append(con, schema, table, staging, columns), 0
         con.execute(f"DROP TABLE {qualified(schema, staging)}")
-        stats["rows_deleted"] = 0
+        stats.rows_deleted = 0
         if plan.detect_deletes:
             run.report(phase="swapping", message="Comparing primary keys to find deleted rows")
-            stats["rows_deleted"] = self._delete_missing(con, run, desc, plan)
+            stats.rows_deleted = self._delete_missing(con, run, desc, plan)
 
     def _delete_missing(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
                         plan: IncrementalPlan) -> int:

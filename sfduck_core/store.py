@@ -131,6 +131,13 @@ def _process_started() -> float:
 
 
 class Store:
+    """sfduck's metadata and synced tables in one DuckDB file.
+
+    One rule for connections: a public method opens its own (one short operation, so other
+    processes wait as little as possible); a method that takes part in a caller's transaction
+    takes the connection as its first argument and never commits.
+    """
+
     def __init__(self, path: str | os.PathLike[str], lock_timeout_s: float = 30.0, memory_limit: str = "256MB"):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
@@ -197,15 +204,18 @@ class Store:
 
     # --- registrations ---------------------------------------------------------------------
 
-    def get_registration(self, schema: str, table: str, con: duckdb.DuckDBPyConnection | None = None
-                         ) -> Registration | None:
-        with self._maybe(con) as c:
-            row = c.execute(
-                f"SELECT table_id, schema_name, table_name, status, incremental_key, primary_key, "
-                f"detect_deletes, include_columns, exclude_columns FROM {META}.allowed_tables "
-                "WHERE schema_name = ? AND table_name = ?",
-                [schema, table],
-            ).fetchone()
+    def get_registration(self, schema: str, table: str) -> Registration | None:
+        with self.connect() as con:
+            return self._registration(con, schema, table)
+
+    @staticmethod
+    def _registration(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> Registration | None:
+        row = con.execute(
+            f"SELECT table_id, schema_name, table_name, status, incremental_key, primary_key, "
+            f"detect_deletes, include_columns, exclude_columns FROM {META}.allowed_tables "
+            "WHERE schema_name = ? AND table_name = ?",
+            [schema, table],
+        ).fetchone()
         if not row:
             return None
         return Registration(row[0], row[1], row[2], row[3], row[4], tuple(row[5] or ()), bool(row[6]),
@@ -226,7 +236,7 @@ class Store:
         """Register (or re-activate) a table; registering again only updates its settings."""
         with self.connect() as con:
             con.execute("BEGIN")
-            existing = self.get_registration(schema, table, con)
+            existing = self._registration(con, schema, table)
             values = [incremental_key, list(primary_key), detect_deletes, list(include_columns),
                       list(exclude_columns), now()]
             if existing:
@@ -246,20 +256,20 @@ class Store:
                     [table_id, schema, table, *values, values[-1]],
                 )
             con.execute("COMMIT")
-            reg = self.get_registration(schema, table, con)
+            reg = self._registration(con, schema, table)
         assert reg is not None
         return reg
 
     def deactivate(self, schema: str, table: str) -> Registration:
         with self.connect() as con:
-            reg = self.get_registration(schema, table, con)
+            reg = self._registration(con, schema, table)
             if reg is None:
                 raise NotRegisteredError(f"{schema}.{table} is not registered.")
             con.execute(
                 f"UPDATE {META}.allowed_tables SET status = 'inactive', updated_at = ? WHERE table_id = ?",
                 [now(), reg.table_id],
             )
-            reg = self.get_registration(schema, table, con)
+            reg = self._registration(con, schema, table)
         assert reg is not None
         return reg
 
@@ -270,7 +280,7 @@ class Store:
                 f"SELECT schema_name, table_name FROM {META}.allowed_tables {where} "
                 "ORDER BY schema_name, table_name"
             ).fetchall()
-            return [r for s, t in rows if (r := self.get_registration(s, t, con))]
+            return [r for s, t in rows if (r := self._registration(con, s, t))]
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -323,13 +333,6 @@ class Store:
             [*(json.dumps(v, default=_iso) if isinstance(v, dict | list) else v for v in values.values()),
              reg.table_id],
         )
-
-    def update_job_stats(self, sync_id: str, stats: dict[str, Any], transport: str | None = None) -> None:
-        with self.connect() as con:
-            con.execute(
-                f"UPDATE {META}.sync_jobs SET stats = ?, transport = coalesce(?, transport) WHERE sync_id = ?",
-                [json.dumps(stats, default=_iso), transport, sync_id],
-            )
 
     def complete_job(self, con: duckdb.DuckDBPyConnection, reg: Registration, sync_id: str,
                      stats: dict[str, Any], transport: str, **status_fields: Any) -> None:
@@ -479,17 +482,6 @@ class Store:
     @staticmethod
     def staging_name(sync_id: str) -> str:
         return f"{STAGING_PREFIX}{sync_id.replace('-', '')[:16]}"
-
-    def file_size(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    @contextlib.contextmanager
-    def _maybe(self, con: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
-        if con is not None:
-            yield con
-        else:
-            with self.connect() as c:
-                yield c
 
 
 def _memory_limit(value: str) -> str:

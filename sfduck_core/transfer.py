@@ -8,13 +8,15 @@ for full syncs, merge for incremental ones) runs before the commit. Any failure 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -24,52 +26,74 @@ from sfduck_core.source import SnowflakeSource, TableDescription
 from sfduck_core.sqlident import qualified
 from sfduck_core.store import Store
 
-if TYPE_CHECKING:
-    from sfduck_core.engine import SyncEngine, SyncRun
-
 ARROW_BATCH_ROWS = 122_880  # DuckDB's row-group size: larger batches leave under-filled row groups
-Finalizer = Callable[[duckdb.DuckDBPyConnection, str], None]
+Report = Callable[..., None]  # keyword changes of a SyncProgress (phase, rows_done, ...)
+
+
+@dataclass
+class TransferResult:
+    """What the transfer did, recorded in the job's stats (None: not this run's business)."""
+
+    transport: str | None = None
+    fallback_reason: str | None = None
+    stage: str | None = None
+    stage_dropped: bool | None = None
+    rows_unloaded: int | None = None
+    files: int | None = None
+    bytes_transferred: int | None = None
+    unload_s: float | None = None
+    query_s: float | None = None
+    download_s: float | None = None
+    load_s: float | None = None
+    local_files_deleted: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+Finalizer = Callable[[duckdb.DuckDBPyConnection, str, TransferResult], None]
 
 
 class Transfer:
     """Moves the rows selected by one query into a fresh staging table, then hands over to a
     finalizer (swap or merge) inside the same transaction."""
 
-    def __init__(self, engine: SyncEngine, src: SnowflakeSource, run: SyncRun, desc: TableDescription,
-                 stats: dict[str, Any]):
-        self.engine, self.src, self.run_, self.desc, self.stats = engine, src, run, desc, stats
-        self.staging = Store.staging_name(run.sync_id)
+    def __init__(self, store: Store, data_dir: Path, src: SnowflakeSource, desc: TableDescription,
+                 transport: str, job_id: str, report: Report):
+        self.store, self.src, self.desc, self.transport, self.report = store, src, desc, transport, report
+        self.staging = Store.staging_name(job_id)
+        self.local_dir = data_dir / "tmp" / job_id
+        self.result = TransferResult()
 
-    def run(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> str:
-        transport = self.run_.request.transport
-        if transport in ("auto", "stage"):
+    def run(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> TransferResult:
+        if self.transport in ("auto", "stage"):
             try:
                 stage = self.src.create_temp_stage(self.desc.schema_name)
             except SourceError as exc:
-                if transport == "stage":
+                if self.transport == "stage":
                     raise
-                self.stats["fallback_reason"] = f"stage unavailable, used arrow: {exc}"
+                self.result.fallback_reason = f"stage unavailable, used arrow: {exc}"
             else:
-                self.stats["stage"] = stage
+                self.result.stage = stage
                 try:
                     self._via_stage(stage, where, params, finalize)
-                    return "stage"
+                    return self.result
                 except _StageRefused as exc:
-                    if transport == "stage":
+                    if self.transport == "stage":
                         raise SourceError(str(exc)) from None
-                    self.stats["fallback_reason"] = f"unload refused, used arrow: {exc}"
+                    self.result.fallback_reason = f"unload refused, used arrow: {exc}"
                 finally:
-                    if not self.stats.get("stage_dropped"):
+                    if not self.result.stage_dropped:
                         self._drop_stage(stage)
         self._via_arrow(where, params, finalize)
-        return "arrow"
+        return self.result
 
     def _drop_stage(self, stage: str) -> None:
         try:
             self.src.drop_stage(stage)
-            self.stats["stage_dropped"] = True
+            self.result.stage_dropped = True
         except SourceError:
-            self.stats["stage_dropped"] = False  # temporary: Snowflake drops it with the session
+            self.result.stage_dropped = False  # temporary: Snowflake drops it with the session
 
     def _create_staging(self, con: duckdb.DuckDBPyConnection) -> None:
         Store.create_table(con, self.desc.schema_name, self.staging,
@@ -84,82 +108,81 @@ class Transfer:
         return got
 
     def _via_stage(self, stage: str, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> None:
-        run, stats = self.run_, self.stats
-        stats["transport"] = "stage"
+        report, result = self.report, self.result
+        result.transport = "stage"
         prefix = f"data_{uuid.uuid4().hex}"
         select_sql = self.src.select_sql(self.desc, for_stage=True, where=where)
-        run.report(phase="unloading", message="Snowflake is unloading the table to Parquet")
+        report(phase="unloading", message="Snowflake is unloading the table to Parquet")
         t0 = time.monotonic()
         try:
             unloaded = self.src.unload(stage, prefix, select_sql, params=params)
         except SourceError as exc:
             raise _StageRefused(str(exc)) from None
-        stats["unload_s"] = round(time.monotonic() - t0, 3)
-        stats["rows_unloaded"] = unloaded.rows_unloaded
-        stats["bytes_transferred"] = unloaded.output_bytes
-        local_dir = self.engine.settings.data_dir / "tmp" / run.sync_id
+        result.unload_s = round(time.monotonic() - t0, 3)
+        result.rows_unloaded = unloaded.rows_unloaded
+        result.bytes_transferred = unloaded.output_bytes
+        local_dir = self.local_dir
         files: list[str] = []
         try:
             if unloaded.rows_unloaded > 0:  # zero rows write no file, and GET would fail
                 t0 = time.monotonic()
                 listing = self.src.list_stage(stage, prefix)
-                run.report(phase="downloading", files_total=len(listing), files_done=0,
-                           message=f"Downloading {len(listing)} file(s)")
-                with watch_downloads(local_dir, [name for name, _ in listing], run):
+                report(phase="downloading", files_total=len(listing), files_done=0,
+                       message=f"Downloading {len(listing)} file(s)")
+                with watch_downloads(local_dir, [name for name, _ in listing], report):
                     received = self.src.download(stage, prefix, local_dir)
-                run.report(files_done=len(listing), bytes_done=received,
-                           message=f"Downloaded {len(listing)} file(s)")
+                report(files_done=len(listing), bytes_done=received, message=f"Downloaded {len(listing)} file(s)")
                 files = sorted(str(p) for p in local_dir.glob("*.parquet"))
-                stats["files"] = len(files)
-                stats["bytes_transferred"] = received
-                stats["download_s"] = round(time.monotonic() - t0, 3)
+                result.files = len(files)
+                result.bytes_transferred = received
+                result.download_s = round(time.monotonic() - t0, 3)
             self._drop_stage(stage)  # the files are local now: free the stage before the load
             t0 = time.monotonic()
-            run.report(phase="loading", rows_total=unloaded.rows_unloaded, rows_done=0,
-                       message="Loading into DuckDB")
-            with self.engine.store.connect() as con:
+            report(phase="loading", rows_total=unloaded.rows_unloaded, rows_done=0, message="Loading into DuckDB")
+            with self.store.connect() as con:
                 con.execute("BEGIN")
                 try:
                     self._create_staging(con)
                     load_parquet_files(
                         con, qualified(self.desc.schema_name, self.staging), self.desc, files,
-                        on_fraction=lambda f: run.report(rows_done=int(f * unloaded.rows_unloaded)),
+                        on_fraction=lambda f: report(rows_done=int(f * unloaded.rows_unloaded)),
                     )
                     loaded = self._check_count(con, unloaded.rows_unloaded)
-                    run.report(rows_done=loaded)
-                    stats["load_s"] = round(time.monotonic() - t0, 3)
-                    finalize(con, self.staging)
+                    report(rows_done=loaded)
+                    result.load_s = round(time.monotonic() - t0, 3)
+                    shutil.rmtree(local_dir, ignore_errors=True)  # loaded: the job records that they are gone
+                    result.local_files_deleted = not local_dir.exists()
+                    finalize(con, self.staging, result)
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
         finally:
             shutil.rmtree(local_dir, ignore_errors=True)
-        stats["local_files_deleted"] = not local_dir.exists()
 
     def _via_arrow(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> None:
-        run, stats = self.run_, self.stats
-        stats["transport"] = "arrow"
+        report, result = self.report, self.result
+        result.transport = "arrow"
         select_sql = self.src.select_sql(self.desc, for_stage=False, where=where)
-        run.report(phase="unloading", message="Snowflake is running the query")
+        report(phase="unloading", message="Snowflake is running the query")
         t0 = time.monotonic()
         expected, batches = self.src.arrow_result(select_sql, params)
-        stats["query_s"] = round(time.monotonic() - t0, 3)
-        run.report(phase="loading", rows_total=expected, rows_done=0, message="Streaming Arrow batches into DuckDB")
+        result.query_s = round(time.monotonic() - t0, 3)
+        report(phase="loading", rows_total=expected, rows_done=0, message="Streaming Arrow batches into DuckDB")
         t0 = time.monotonic()
-        with self.engine.store.connect() as con:
+        with self.store.connect() as con:
             con.execute("BEGIN")
             try:
                 self._create_staging(con)
                 received = load_arrow_batches(
                     con, qualified(self.desc.schema_name, self.staging), self.desc, batches,
-                    on_batch=lambda rows, nbytes: run.report(rows_done=rows, bytes_done=nbytes),
+                    on_batch=lambda rows, nbytes: report(rows_done=rows, bytes_done=nbytes),
                 )
                 loaded = self._check_count(con, expected)
-                stats["bytes_transferred"] = received
-                stats["load_s"] = round(time.monotonic() - t0, 3)
-                run.report(rows_done=loaded)
-                finalize(con, self.staging)
+                result.bytes_transferred = received
+                result.load_s = round(time.monotonic() - t0, 3)
+                report(rows_done=loaded)
+                finalize(con, self.staging, result)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -215,7 +238,7 @@ def watch_query_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float
 
 
 @contextlib.contextmanager
-def watch_downloads(local_dir: Path, names: Sequence[str], run: SyncRun, interval_s: float = 0.25
+def watch_downloads(local_dir: Path, names: Sequence[str], report: Report, interval_s: float = 0.25
                     ) -> Iterator[None]:
     """Report "file i of n" while one parallel GET runs, by watching the files arrive."""
     expected = set(names)
@@ -226,7 +249,7 @@ def watch_downloads(local_dir: Path, names: Sequence[str], run: SyncRun, interva
         if len(arrived) != reported[0]:
             reported[0] = len(arrived)
             size = sum(p.stat().st_size for p in arrived)
-            run.report(files_done=reported[0], bytes_done=size,
+            report(files_done=reported[0], bytes_done=size,
                        message=f"Downloading file {min(reported[0] + 1, len(expected))} of {len(expected)}")
 
     with polling(tick, interval_s, "sfduck-download-progress"):

@@ -77,20 +77,12 @@ the emulator for these:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from sfduck_core.config import Settings, SnowflakeSettings
+from sfduck_core.config import SnowflakeSettings
 
 
-def snowflake_source(settings: Settings) -> Callable[[], SnowflakeSettings]:
-    """What an entry point hands the core: the configured account, or in demo mode the embedded
-    emulator, started (and seeded) only when something first connects."""
-    if not settings.demo:
-        return lambda: settings.snowflake
+def embedded_snowflake() -> SnowflakeSettings:
+    """The process-wide demo emulator's connection settings, started on first use; registered as
+    the `sfduck.demo_source` entry point, through which the core finds it."""
+    from sfduck_emulator.server import embedded_emulator
 
-    def embedded() -> SnowflakeSettings:
-        from sfduck_emulator.server import embedded_emulator
-
-        return embedded_emulator().snowflake_settings()
-
-    return embedded
+    return embedded_emulator().snowflake_settings()

@@ -17,9 +17,9 @@ from sfduck_core.background import BackgroundSyncs
 from sfduck_core.config import Settings, load_settings
 from sfduck_core.engine import SyncEngine
 from sfduck_core.errors import SfduckError
+from sfduck_core.plugins import snowflake_source
 from sfduck_core.sessions import SessionTokens, resolve_session_key
 from sfduck_core.users import LoginThrottle
-from sfduck_emulator import snowflake_source
 
 _SETTINGS_ENV = ("SFDUCK_DUCKDB_PATH", "SFDUCK_DATA_DIR", "SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER",
                  "SFDUCK_USERS_FILE", "SFDUCK_LOCK_TIMEOUT", "SFDUCK_SESSION_HOURS")

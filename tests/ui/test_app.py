@@ -20,8 +20,9 @@ from sfduck_core.sessions import Session, SessionTokens, resolve_session_key
 from sfduck_core.store import Store
 from sfduck_core.users import hash_password, load_users
 from sfduck_emulator.server import embedded_emulator
+from sfduck_emulator.settings import DEMO_SCHEMA
 from sfduck_ui.auth import SESSION_STATE_KEY
-from tests.conftest_ui import DEMO_SCHEMA, ROOT, RUN_TIMEOUT_S, button, log_in, new_app, texts, ui_env
+from tests.ui.conftest import ROOT, RUN_TIMEOUT_S, button, log_in, new_app, texts, ui_env
 
 __all__ = ["ui_env"]  # the fixture, re-exported for pytest
 

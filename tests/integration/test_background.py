@@ -9,7 +9,7 @@ from sfduck_core.background import BackgroundSyncs
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SyncAlreadyRunningError
 from sfduck_emulator.settings import EmulatorSettings
-from tests.conftest import TEST_DATA_ROWS
+from tests.integration.conftest import TEST_DATA_ROWS
 
 
 def test_several_tables_sync_at_once_with_progress(engine: SyncEngine, emulator: EmulatorSettings) -> None:

@@ -1,8 +1,4 @@
-"""Fixtures for the dashboard tests (AppTest): a temp DuckDB file, demo mode, clean caches.
-
-Imported explicitly by the dashboard test modules (`from tests.conftest_ui import ...`) so the
-shared conftest stays the core team's.
-"""
+"""Fixtures for the dashboard tests (AppTest): a temp DuckDB file, demo mode, clean caches."""
 
 from __future__ import annotations
 
@@ -16,9 +12,8 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
-DEMO_SCHEMA = "WORKSPACE_833213390"
 RUN_TIMEOUT_S = 60
 
 

@@ -17,10 +17,10 @@ import pytest
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SfduckError, UnsafeFilterError
 from sfduck_emulator.settings import EmulatorSettings
-from tests.conftest import env_for
+from tests.integration.conftest import env_for
 
 TRANSPORTS = ["stage", "arrow"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DDL = "ID NUMBER(38,0) PRIMARY KEY, NAME VARCHAR, AMOUNT NUMBER(12,2), UPDATED_AT TIMESTAMP_NTZ(6)"
 
 
@@ -269,7 +269,7 @@ def test_killed_incremental_sync_leaves_the_table_as_it_was(emulator: EmulatorSe
 
     before = snapshot()
     run_sql(sf, f'UPDATE "{schema}"."{orders}" SET NAME = \'x\', UPDATED_AT = \'2025-01-01\' WHERE ID < 10')
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "sync_until.py"), schema, orders, "arrow",
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sync_until.py"), schema, orders, "arrow",
                              "swapping", "incremental"], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "PAUSED"

@@ -23,14 +23,16 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from sfduck_emulator.settings import DEMO_SCHEMA
+
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCHEMA = "WORKSPACE_833213390"
+SCHEMA = DEMO_SCHEMA
 START_TIMEOUT_S = 60
 SYNC_TIMEOUT_MS = 180_000
 

@@ -13,7 +13,7 @@ from sfduck_core.errors import ConfigError
 from sfduck_core.sessions import SESSION_KEY_FILE, SessionTokens, check_key_strength, resolve_session_key
 
 STRONG_KEY = "Jv3Qm8x1ZpL0sT7wYb2Nc5Rd9Kf4Hg6UaEoXiWqPzMl"
-EXAMPLE_FILE = Path(__file__).resolve().parents[1] / ".streamlit" / "secrets.toml.example"
+EXAMPLE_FILE = Path(__file__).resolve().parents[2] / ".streamlit" / "secrets.toml.example"
 
 
 class FakeClock:

@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SQL = re.compile(r"(?is)\b(select\s.+\bfrom|insert\s+into|delete\s+from|update\s+\S+\s+set|create\s+table|"
                  r"drop\s+table|alter\s+table)\b")
 

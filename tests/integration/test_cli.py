@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sfduck_emulator.settings import EmulatorSettings
-from tests.conftest import TEST_DATA_ROWS, env_for
+from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
+from tests.integration.conftest import TEST_DATA_ROWS, env_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -58,10 +58,10 @@ def test_tables_register_sync_status_history_unregister(env: dict[str, str], emu
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("register", "WORKSPACE_833213390", "NOPE"), "does not exist"),
-        (("sync", "WORKSPACE_833213390", "data"), "not registered"),
+        (("register", DEMO_SCHEMA, "NOPE"), "does not exist"),
+        (("sync", DEMO_SCHEMA, "data"), "not registered"),
         (("status", "no-such-id"), "No sync job"),
-        (("sync", "WORKSPACE_833213390", "data", "--where", "1=1; DROP TABLE x"), "not registered"),
+        (("sync", DEMO_SCHEMA, "data", "--where", "1=1; DROP TABLE x"), "not registered"),
     ],
 )
 def test_failures_are_one_line_without_traceback(env: dict[str, str], args: tuple[str, ...], message: str) -> None:
@@ -114,7 +114,7 @@ def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], e
     before = _table_bytes(env, emulator.schema, "data")
     assert len(before) == TEST_DATA_ROWS
 
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "sync_until.py"), emulator.schema, "data",
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sync_until.py"), emulator.schema, "data",
                              transport, phase], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -19,8 +19,8 @@ from sfduck_core.errors import (
 )
 from sfduck_core.store import META
 from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS
-from sfduck_emulator.settings import EmulatorSettings
-from tests.conftest import TEST_DATA_ROWS
+from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
+from tests.integration.conftest import TEST_DATA_ROWS
 
 TRANSPORTS = ["stage", "arrow"]
 JSON_COLUMNS = {name for name, typ in ALL_TYPES_COLUMNS if typ in ("VARIANT", "OBJECT", "ARRAY")}
@@ -151,7 +151,7 @@ def test_register_is_idempotent_and_unregister_keeps_history_and_data(engine: Sy
     gone = engine.unregister(emulator.schema, "ORDERS")
     assert gone.status == "inactive"
     assert len(engine.store.history(emulator.schema, "ORDERS")) == 1
-    assert ("WORKSPACE_833213390", "ORDERS") in engine.store.synced_tables()
+    assert (DEMO_SCHEMA, "ORDERS") in engine.store.synced_tables()
     with pytest.raises(NotRegisteredError):
         engine.sync(SyncRequest(emulator.schema, "ORDERS"))
 
@@ -165,13 +165,13 @@ def _metadata_snapshot(engine: SyncEngine) -> list:
 @pytest.mark.parametrize(
     ("schema", "table", "error"),
     [
-        ("WORKSPACE_833213390", "NO_SUCH_TABLE", TableNotFoundError),
-        ("WORKSPACE_833213390", "orders", TableNotFoundError),  # names are case-sensitive
+        (DEMO_SCHEMA, "NO_SUCH_TABLE", TableNotFoundError),
+        (DEMO_SCHEMA, "orders", TableNotFoundError),  # names are case-sensitive
         ("NO_SUCH_SCHEMA", "data", TableNotFoundError),
-        ("WORKSPACE_833213390", 'data"; DROP TABLE "ORDERS"; --', TableNotFoundError),
-        ("WORKSPACE_833213390", "data\x00", InvalidIdentifierError),
-        ("WORKSPACE_833213390", "", InvalidIdentifierError),
-        ("WORKSPACE_833213390", "x" * 300, InvalidIdentifierError),
+        (DEMO_SCHEMA, 'data"; DROP TABLE "ORDERS"; --', TableNotFoundError),
+        (DEMO_SCHEMA, "data\x00", InvalidIdentifierError),
+        (DEMO_SCHEMA, "", InvalidIdentifierError),
+        (DEMO_SCHEMA, "x" * 300, InvalidIdentifierError),
     ],
 )
 def test_bad_names_are_refused_and_change_nothing(engine: SyncEngine, sf, schema: str, table: str,
@@ -181,7 +181,7 @@ def test_bad_names_are_refused_and_change_nothing(engine: SyncEngine, sf, schema
         engine.register(schema, table)
     assert str(info.value)
     assert _metadata_snapshot(engine) == before
-    assert sf.cursor().execute('SELECT COUNT(*) FROM WORKSPACE_833213390."ORDERS"').fetchone()[0] > 0
+    assert sf.cursor().execute(f'SELECT COUNT(*) FROM {DEMO_SCHEMA}."ORDERS"').fetchone()[0] > 0
 
 
 def test_second_sync_of_the_same_table_is_refused(engine: SyncEngine, emulator: EmulatorSettings) -> None:

@@ -54,7 +54,7 @@ def test_demo_mode_has_demo_users_without_a_file(tmp_path: Path) -> None:
 
 
 def test_demo_hashes_are_made_at_runtime_not_committed() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     users_module = (root / "sfduck_core" / "users.py").read_text()
     example = (root / "users.example.yaml").read_text()
     assert "$2b$1" not in users_module.replace("$2b$...", "")

@@ -76,6 +76,6 @@ def test_the_core_never_imports_streamlit() -> None:
             "assert not bad, bad\n"
             "print(len(sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert len(modules) >= 10

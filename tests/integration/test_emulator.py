@@ -32,7 +32,7 @@ from sfduck_emulator.settings import DEMO_DATABASE, DEMO_SCHEMA, EmulatorSetting
 DATA_ROWS = 5000
 TEST_DATABASE = "SFDUCK_EMULATOR_TEST"
 TEST_SCHEMA = "WS_TEST"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 JSON_COLUMNS = {i for i, (_, typ) in enumerate(ALL_TYPES_COLUMNS) if typ in ("VARIANT", "OBJECT", "ARRAY")}
 TZ_COLUMNS = {"TS_LTZ", "TS_TZ"}
 
@@ -480,3 +480,19 @@ def test_time_values_exact(cur: Any) -> None:
     assert cur.fetchall() == [(dtime(23, 59, 59, 999999),), (dtime(12, 34, 56, 123456),)]
     cur.execute("SELECT DT FROM ALL_TYPES WHERE ID = 3")
     assert cur.fetchall() == [(date(1, 1, 1),)]
+
+
+def test_importing_the_emulator_patches_nothing_until_one_starts() -> None:
+    code = (
+        "import warnings, fakesnow.arrow\n"
+        "original, filters = fakesnow.arrow.timestamp_to_sf_struct, list(warnings.filters)\n"
+        "import sfduck_emulator, sfduck_emulator.server, sfduck_emulator.app\n"
+        "assert fakesnow.arrow.timestamp_to_sf_struct is original, 'patched at import'\n"
+        "assert list(warnings.filters) == filters, 'warning filters changed at import'\n"
+        "from sfduck_emulator.server import Emulator\n"
+        "with Emulator(seed=False):\n"
+        "    assert fakesnow.arrow.timestamp_to_sf_struct is not original\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
