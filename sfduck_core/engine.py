@@ -236,7 +236,12 @@ class SyncEngine:
             stats.incremental_key = plan.key_plan.name
             stats.null_key_rows = src.count_null(desc, plan.key_plan.name)
         where, params = plan.where(run.safe_filter.sql if run.safe_filter else None)
-        status_fields = {"source_row_count": info.row_count, "source_last_modified": info.last_modified,
+        # What a later sync compares against to skip: the source as it was when the copy was made
+        # exact. A merge that may miss deletes (no primary key, or no delete detection) leaves the
+        # copy possibly different, so it clears that, and the next sync cannot be skipped.
+        exact = not plan.merge or bool(plan.primary_key and plan.detect_deletes)
+        status_fields = {"source_row_count": info.row_count if exact else None,
+                         "source_last_modified": info.last_modified if exact else None,
                          "columns": column_signature(desc),
                          "filter": run.safe_filter.sql if run.safe_filter else None}
 
@@ -386,7 +391,8 @@ def column_signature(desc: TableDescription) -> list[dict[str, str]]:
 def _unchanged_since_last_success(status: dict[str, Any], info: TableInfo, desc: TableDescription,
                                   run: SyncRun) -> bool:
     """Snowflake's LAST_ALTERED moves on any DML, so equal values (with the same row count, filter
-    and columns) mean the local copy is still exact and the warehouse need not be woken."""
+    and columns) as when the copy was last made exact mean it still is, and the warehouse need not
+    be woken. A sync that could leave it inexact recorded no such values (see `status_fields`)."""
     if (status.get("last_success_at") is None or info.last_modified is None
             or status.get("source_last_modified") is None):
         return False

@@ -282,3 +282,38 @@ def test_killed_incremental_sync_leaves_the_table_as_it_was(emulator: EmulatorSe
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["stats"]["rows_updated"] >= 9
     assert dt.datetime(2025, 1, 1) in [r[3] for r in snapshot()]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_full_sync_after_inexact_incrementals_is_never_skipped(engine: SyncEngine, sf, emulator: EmulatorSettings,
+                                                              orders: str, transport: str) -> None:
+    """Issue 9 item 0: incrementals without delete detection cannot see deletes, so a later full
+    sync must run (not be `skipped`) and reconcile, even though the source did not change since."""
+    schema = emulator.schema
+    engine.register(schema, orders, incremental_key="UPDATED_AT")
+    engine.sync(SyncRequest(schema, orders, transport=transport))
+    run_sql(sf, f'UPDATE "{schema}"."{orders}" SET NAME = \'changed\', UPDATED_AT = \'2024-03-01 00:00:00\' '
+                "WHERE ID = 2")
+    run_sql(sf, f'INSERT INTO "{schema}"."{orders}" VALUES (60, \'new\', 1.50, \'2024-03-01 00:00:01\')')
+    run_sql(sf, f'DELETE FROM "{schema}"."{orders}" WHERE ID BETWEEN 10 AND 19')
+    for _ in range(2):
+        incremental(engine, schema, orders, transport=transport)
+    assert len(local_rows(engine, schema, orders)) == len(source_rows(sf, schema, orders)) + 10  # deletes missed
+
+    full = engine.sync(SyncRequest(schema, orders, transport=transport))
+    assert full["stats"]["skipped"] is False
+    assert local_rows(engine, schema, orders) == source_rows(sf, schema, orders)
+    again = engine.sync(SyncRequest(schema, orders, transport=transport))  # now exact: skipping is right
+    assert again["stats"]["skipped"] is True
+
+
+def test_incremental_with_delete_detection_stays_skippable(engine: SyncEngine, sf, emulator: EmulatorSettings,
+                                                          orders: str) -> None:
+    schema = emulator.schema
+    engine.register(schema, orders, incremental_key="UPDATED_AT", primary_key=["ID"], detect_deletes=True)
+    incremental(engine, schema, orders)
+    run_sql(sf, f'DELETE FROM "{schema}"."{orders}" WHERE ID = 5')
+    changed = incremental(engine, schema, orders)
+    assert changed["stats"]["rows_deleted"] == 1
+    assert local_rows(engine, schema, orders) == source_rows(sf, schema, orders)
+    assert engine.sync(SyncRequest(schema, orders))["stats"]["skipped"] is True
