@@ -377,8 +377,7 @@ class IncrementalPlan:
             return user_filter, None
         op = ">=" if self.primary_key else ">"
         bound = f"{quote_ident(self.key_plan.name)} {op} {self.watermark.snowflake_literal_sql()}"
-        # with parameters the connector formats the text with %, so the filter's own % are doubled
-        where = f"({user_filter.replace('%', '%%')}) AND {bound}" if user_filter else bound
+        where = f"({user_filter}) AND {bound}" if user_filter else bound
         return where, [self.watermark.value]
 
 

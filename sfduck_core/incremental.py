@@ -47,10 +47,10 @@ class Watermark:
         return cls(data["column"], data["duckdb_type"], data["snowflake_type"], str(data["value"]))
 
     def snowflake_literal_sql(self) -> str:
-        """`CAST(%s AS <type>)`: the value is bound, the type comes from DESC TABLE, not the user."""
+        """`CAST(? AS <type>)`: the value is bound, the type comes from DESC TABLE, not the user."""
         if not _SAFE_SF_TYPE.match(self.snowflake_type):
             raise SyncFailedError(f"Unexpected Snowflake type {self.snowflake_type!r} for the incremental key.")
-        return f"CAST(%s AS {self.snowflake_type})"
+        return f"CAST(? AS {self.snowflake_type})"
 
 
 def read_watermark(con: duckdb.DuckDBPyConnection, schema: str, table: str, plan: ColumnPlan) -> Watermark | None:

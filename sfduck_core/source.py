@@ -131,6 +131,9 @@ class SnowflakeSource:
             # TIME values travel as text; without this they would lose their fractional seconds.
             "TIME_OUTPUT_FORMAT": "HH24:MI:SS.FF9",
         }
+        # Server-side binding (`?`): with the default pyformat the connector %-formats the whole
+        # statement whenever values are bound, which breaks any identifier or filter holding a `%`.
+        kwargs["paramstyle"] = "qmark"
         try:
             self._conn = snowflake.connector.connect(**kwargs)
         except Exception as exc:  # the connector raises many types; all become one message
@@ -172,7 +175,7 @@ class SnowflakeSource:
         validate_identifier(schema, "schema name")
         rows = self.query(
             f"SELECT SCHEMA_NAME FROM {quote_ident(self.database)}.INFORMATION_SCHEMA.SCHEMATA "
-            "WHERE SCHEMA_NAME = %s",
+            "WHERE SCHEMA_NAME = ?",
             (schema,),
             doing=f"looking up schema {schema!r}",
         )
@@ -199,11 +202,11 @@ class SnowflakeSource:
 
     def _tables(self, schema: str, table: str | None = None) -> list[TableInfo]:
         validate_identifier(schema, "schema name")
-        only_one = "AND TABLE_NAME = %s " if table is not None else ""
+        only_one = "AND TABLE_NAME = ? " if table is not None else ""
         rows = self.query(
             "SELECT TABLE_NAME, ROW_COUNT, BYTES, LAST_ALTERED, TABLE_TYPE "
             f"FROM {quote_ident(self.database)}.INFORMATION_SCHEMA.TABLES "
-            f"WHERE TABLE_SCHEMA = %s {only_one}ORDER BY TABLE_NAME",
+            f"WHERE TABLE_SCHEMA = ? {only_one}ORDER BY TABLE_NAME",
             (schema,) if table is None else (schema, table),
             doing=f"listing the tables of {schema!r}",
         )

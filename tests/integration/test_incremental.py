@@ -317,3 +317,21 @@ def test_incremental_with_delete_detection_stays_skippable(engine: SyncEngine, s
     assert changed["stats"]["rows_deleted"] == 1
     assert local_rows(engine, schema, orders) == source_rows(sf, schema, orders)
     assert engine.sync(SyncRequest(schema, orders))["stats"]["skipped"] is True
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_names_and_filters_with_percent_signs_work_incrementally(engine: SyncEngine, sf, source_table,
+                                                                 emulator: EmulatorSettings, transport: str) -> None:
+    """Issue 9 item 6: bound values must never make the connector %-format the statement."""
+    schema = emulator.schema
+    table = source_table('ID NUMBER(38,0) PRIMARY KEY, "Discount %" NUMBER(5,2), "Note %s" VARCHAR, '
+                         '"Changed %(at)s" TIMESTAMP_NTZ(6)', "PCT%")
+    insert = f'INSERT INTO "{schema}"."{table}" VALUES '  # no bound values: the connector leaves % alone
+    sf.cursor().execute(insert + "(1, 10.5, '50% off', '2024-01-01 00:00:00'), (2, 0, '%d %s', '2024-01-01 00:00:01')")
+    engine.register(schema, table, incremental_key="Changed %(at)s", detect_deletes=True)
+    where = "\"Note %s\" LIKE '%\\%%' ESCAPE '\\\\' OR \"Discount %\" >= 0"
+    incremental(engine, schema, table, transport=transport, where=where)
+    sf.cursor().execute(insert + "(3, 1.25, '100%', '2024-02-01 00:00:00')")
+    job = incremental(engine, schema, table, transport=transport, where=where)
+    assert job["stats"]["rows_inserted"] == 1
+    assert local_rows(engine, schema, table) == source_rows(sf, schema, table)
