@@ -126,8 +126,27 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime | dt.date) else value
 
 
-def _process_started() -> float:
-    return psutil.Process(os.getpid()).create_time()
+def process_start_mark(pid: int) -> float | None:
+    """When `pid` started, in a unit no clock step can move: clock ticks since boot on Linux
+    (field 22 of /proc/PID/stat), the wall-clock start time elsewhere. None: no such process.
+
+    A wall-clock start time (psutil's create_time) moves when the clock is stepped, which made a
+    live sync look like a dead one whose pid had been reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return None if os.path.isdir("/proc/self") else _wall_clock_start(pid)
+    except OSError:
+        return _wall_clock_start(pid)
+    return float(stat[stat.rindex(b")") + 2:].split()[19])  # after "pid (comm) ", field 3 is index 0
+
+
+def _wall_clock_start(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 class Store:
@@ -305,7 +324,7 @@ class Store:
                 "status, created_at, stats, filter, pid, host, process_started) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, '{}', ?, ?, ?, ?)",
                 [sync_id, reg.table_id, reg.schema_name, reg.table_name, strategy, transport, ts, filter_sql,
-                 os.getpid(), socket.gethostname(), _process_started()],
+                 os.getpid(), socket.gethostname(), process_start_mark(os.getpid())],
             )
             ACTIVE_SYNCS.add(sync_id)
             con.execute(
@@ -493,12 +512,11 @@ def _memory_limit(value: str) -> str:
 def _job_alive(sync_id: str, pid: int | None, started: float | None) -> bool:
     if pid is None:
         return False
-    try:
-        created = psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    mark = process_start_mark(pid)
+    if mark is None:
         return False
-    # a live process with another start time reused the pid of the one that died
-    same_process = started is None or abs(created - started) < 1.0
+    # a live process with another start mark reused the pid of the one that died
+    same_process = started is None or abs(mark - started) < 1e-6
     if same_process and pid == os.getpid():
         return sync_id in ACTIVE_SYNCS
     return same_process

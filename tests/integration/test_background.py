@@ -69,3 +69,21 @@ def test_finished_syncs_are_forgotten_beyond_the_limit(engine: SyncEngine, emula
     kept = [bg.sync_id for bg in syncs.all()]
     assert kept == ids[-3:]  # two finished ones plus the newest
     assert len(engine.store.history(emulator.schema, "EMPTY_TABLE")) == 4
+
+
+def test_a_wall_clock_step_does_not_make_a_live_sync_look_dead(engine: SyncEngine, emulator: EmulatorSettings,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9 item 9: stepping the clock moves the wall-clock boot time (/proc/stat btime) and with
+    it every process's wall-clock start time; liveness must not depend on it."""
+    import psutil
+
+    engine.register(emulator.schema, "ORDERS")
+    held = engine.prepare(SyncRequest(emulator.schema, "ORDERS"))
+    real_boot = psutil.boot_time()
+    for module in (psutil, getattr(psutil, "_pslinux", psutil)):
+        monkeypatch.setattr(module, "boot_time", lambda: real_boot + 3600.0, raising=False)
+    engine.store.reap_dead_jobs()
+    assert engine.store.get_job(held.sync_id)["status"] == "running"
+    with pytest.raises(SyncAlreadyRunningError):
+        engine.prepare(SyncRequest(emulator.schema, "ORDERS"))
+    assert held.run()["status"] == "completed"
