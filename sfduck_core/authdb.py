@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from sfduck_core.files import create_private_file
+
 AUTH_DB_FILE = "auth.sqlite"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS revoked_sessions (session_id TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
@@ -30,9 +32,7 @@ class AuthDatabase:
     def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.clock = clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        create_private_file(self.path)
         setup = sqlite3.connect(self.path, timeout=10.0)
         try:
             setup.execute("PRAGMA journal_mode = WAL")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import os
 import secrets
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ import jwt
 
 from sfduck_core.authdb import AuthDatabase
 from sfduck_core.errors import ConfigError
+from sfduck_core.files import create_private_file
 
 SESSION_KEY_FILE = ".cookie_key"
 MIN_KEY_LENGTH = 32
@@ -80,15 +80,11 @@ def resolve_session_key(configured: str | None, key_dir: Path, where: str = "[sf
     if configured:
         return check_key_strength(configured, where)
     key_path = Path(key_dir) / SESSION_KEY_FILE
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if not create_private_file(key_path):
         return check_key_strength(key_path.read_text(encoding="ascii").strip(),
                                   f"the key file {key_path} (delete it to make a new one)")
     key = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
+    key_path.write_text(key + "\n", encoding="ascii")
     return key
 
 

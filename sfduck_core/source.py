@@ -22,6 +22,7 @@ from snowflake.connector.errors import Error, OperationalError
 
 from sfduck_core.config import SnowflakeSettings
 from sfduck_core.errors import SourceError, TableNotFoundError
+from sfduck_core.files import private_dir
 from sfduck_core.sqlident import qualified, quote_ident, validate_identifier
 from sfduck_core.typemap import ColumnPlan, plan_columns
 
@@ -305,7 +306,7 @@ class SnowflakeSource:
         bytes received. (The caller watches the directory for per-file progress.)"""
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", prefix):
             raise SourceError(f"Unexpected stage prefix {prefix!r}.")
-        local_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(local_dir)
         target = local_dir.resolve().as_posix()
         if "'" in target or "\\" in target:
             raise SourceError(f"The data directory {target!r} contains a quote or backslash; choose another "

@@ -27,6 +27,7 @@ import duckdb
 import psutil
 
 from sfduck_core.errors import NotRegisteredError, StoreBusyError, SyncAlreadyRunningError
+from sfduck_core.files import make_private, private_dir
 from sfduck_core.sqlident import qualified, quote_ident
 
 META = "sfduck_meta"
@@ -167,7 +168,8 @@ class Store:
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file for one operation, waiting a bounded time if another process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        created = not self.path.exists()
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
         while True:
@@ -186,6 +188,8 @@ class Store:
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+        if created:
+            make_private(self.path)
         try:
             con.execute(f"SET memory_limit = '{_memory_limit(self.memory_limit)}'")
             # progress is tracked (for query_progress) but never printed on the terminal

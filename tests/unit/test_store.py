@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sfduck_core.errors import StoreBusyError, SyncAlreadyRunningError
+from sfduck_core.files import private_dir
 from sfduck_core.store import META, Store
 
 
@@ -64,3 +65,40 @@ def test_a_job_left_running_by_a_dead_process_is_failed_and_frees_its_table(tmp_
     with pytest.raises(SyncAlreadyRunningError):
         store.start_job(reg, "full", "auto", None)
     assert store.get_job(second)["status"] == "running"
+
+
+def test_what_sfduck_creates_is_owner_only(tmp_path: Path) -> None:
+    """Issue 9 item 12: the DuckDB file, its folder, the login state and the key, whatever the umask."""
+    import os
+    import stat
+
+    from sfduck_core.authdb import AuthDatabase
+    from sfduck_core.sessions import SESSION_KEY_FILE, resolve_session_key
+
+    old = os.umask(0o022)
+    try:
+        state = tmp_path / "fresh" / "state"
+        store = Store(state / "sfduck.duckdb")
+        store.list_registrations()
+        AuthDatabase(state / "auth.sqlite")
+        resolve_session_key(None, state)
+        private_dir(tmp_path / "data" / "tmp" / "job")
+    finally:
+        os.umask(old)
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    assert [mode(p) for p in (tmp_path / "fresh", state, tmp_path / "data", tmp_path / "data" / "tmp")] == [0o700] * 4
+    assert {p.name: mode(p) for p in (state / "sfduck.duckdb", state / "auth.sqlite", state / SESSION_KEY_FILE)} == {
+        "sfduck.duckdb": 0o600, "auth.sqlite": 0o600, SESSION_KEY_FILE: 0o600}
+
+
+def test_modes_an_administrator_chose_are_kept(tmp_path: Path) -> None:
+    import stat
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o750)
+    shared.chmod(0o750)
+    Store(shared / "sfduck.duckdb").list_registrations()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o750
