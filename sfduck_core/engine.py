@@ -20,12 +20,18 @@ from typing import Any
 import duckdb
 
 from sfduck_core.config import Settings, SnowflakeSettings
-from sfduck_core.errors import ConfigError, SfduckError, SyncFailedError, TableNotFoundError
+from sfduck_core.errors import (
+    ConfigError,
+    NameCollisionError,
+    SfduckError,
+    SyncFailedError,
+    TableNotFoundError,
+)
 from sfduck_core.filters import SafeFilter, validate_filter
 from sfduck_core.incremental import Watermark, append, apply_drift, delete_missing, read_watermark, upsert
 from sfduck_core.progress import ProgressCallback, SyncProgress, ignore_progress
 from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
-from sfduck_core.sqlident import qualified, quote_ident, validate_identifier
+from sfduck_core.sqlident import case_collisions, local_name_key, qualified, quote_ident, validate_identifier
 from sfduck_core.stats import SyncStats
 from sfduck_core.store import Registration, Store
 from sfduck_core.transfer import Transfer, TransferResult, load_arrow_batches
@@ -139,6 +145,9 @@ class SyncEngine:
                 )
         if include_columns and exclude_columns:
             raise SfduckError("Give either the columns to keep or the columns to exclude, not both.")
+        self._refuse_name_collisions(desc.schema_name, desc.table_name)
+        kept = include_columns or [c for c in names if c not in set(exclude_columns)]
+        _refuse_column_collisions(desc.schema_name, desc.table_name, kept)
         protected = set(key) | ({incremental_key} if incremental_key else set())
         dropped = protected & set(exclude_columns) if exclude_columns else protected - set(include_columns or names)
         if dropped:
@@ -149,6 +158,19 @@ class SyncEngine:
             desc.schema_name, desc.table_name, incremental_key=incremental_key, primary_key=key,
             detect_deletes=detect_deletes, include_columns=include_columns, exclude_columns=exclude_columns,
         )
+
+    def _refuse_name_collisions(self, schema: str, table: str) -> None:
+        """Another registered table that DuckDB would store under the same name would be
+        overwritten by every sync of this one, silently."""
+        key = (local_name_key(schema), local_name_key(table))
+        for other in self.store.list_registrations(include_inactive=True):
+            if ((local_name_key(other.schema_name), local_name_key(other.table_name)) == key
+                    and (other.schema_name, other.table_name) != (schema, table)):
+                raise NameCollisionError(
+                    f"{schema}.{table} and the registered {other.schema_name}.{other.table_name} differ only in "
+                    "case, and DuckDB names ignore case: both would be one local table. Sync one of them "
+                    "through a Snowflake view with another name (CREATE VIEW ... AS SELECT * FROM ...)."
+                )
 
     def unregister(self, schema: str, table: str) -> Registration:
         """Mark inactive; history and synced data stay for auditing."""
@@ -213,6 +235,7 @@ class SyncEngine:
         run.report(phase="describing", message="Reading the table's schema from Snowflake")
         info = src.table_info(req.schema_name, req.table_name)
         desc = _selected_columns(src.describe(req.schema_name, req.table_name, info), reg)
+        _refuse_column_collisions(desc.schema_name, desc.table_name, desc.column_names)
         stats.table_stats = {"row_count": info.row_count, "size_bytes": info.size_bytes,
                              "last_modified": info.last_modified}
         stats.total_rows = info.row_count
@@ -420,3 +443,14 @@ def _selected_columns(desc: TableDescription, reg: Registration) -> TableDescrip
     if reg.exclude_columns:
         return desc.select([c for c in desc.column_names if c not in set(reg.exclude_columns)])
     return desc
+
+
+def _refuse_column_collisions(schema: str, table: str, columns: Sequence[str]) -> None:
+    clashes = case_collisions(columns)
+    if clashes:
+        listed = "; ".join(" and ".join(repr(c) for c in group) for group in clashes)
+        raise NameCollisionError(
+            f"{schema}.{table} has columns that differ only in case ({listed}); DuckDB column names ignore "
+            "case, so the table cannot be created. Leave all but one of each out (--exclude-columns) or sync "
+            "the table through a Snowflake view that renames them. Nothing was changed."
+        )

@@ -45,3 +45,7 @@ class StoreBusyError(SfduckError):
 
 class SyncFailedError(SfduckError):
     pass
+
+
+class NameCollisionError(SfduckError):
+    """Two Snowflake names (tables or columns) that would be one DuckDB name."""

@@ -37,3 +37,21 @@ def qualified(*parts: str) -> str:
 
 def quote_list(names: Iterable[str]) -> str:
     return ", ".join(quote_ident(n) for n in names)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def local_name_key(name: str) -> str:
+    """How DuckDB compares names: ASCII letters ignore case (`ORDERS` is `"Orders"`), other
+    letters do not (`"É"` is not `"é"`). Snowflake's quoted names are case-sensitive, so two of
+    its tables or columns can land on one DuckDB name."""
+    return name.translate(_ASCII_LOWER)
+
+
+def case_collisions(names: Iterable[str]) -> list[list[str]]:
+    """Groups of names that are distinct in Snowflake but one name in DuckDB."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(local_name_key(name), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]

@@ -12,12 +12,13 @@ import pytest
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import (
     InvalidIdentifierError,
+    NameCollisionError,
     NotRegisteredError,
     SourceError,
     SyncAlreadyRunningError,
     TableNotFoundError,
 )
-from sfduck_core.store import META
+from sfduck_core.store import META, Store
 from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS
 from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
 from tests.integration.conftest import TEST_DATA_ROWS
@@ -249,3 +250,26 @@ def test_a_view_syncs_and_is_never_skipped(engine: SyncEngine, emulator: Emulato
         assert read_table(engine, schema, view, "ID") == [(1, Decimal("20.00")), (2, Decimal("5.00"))]
     finally:
         cur.execute(f'DROP VIEW IF EXISTS "{schema}"."{view}"')
+
+
+def test_tables_differing_only_in_case_are_refused_not_overwritten(engine: SyncEngine, sf, source_table,
+                                                                   emulator: EmulatorSettings) -> None:
+    """Issue 9 item 4: Snowflake's "Case_x" and CASE_X are two tables, DuckDB's are one. The emulator
+    (DuckDB inside) cannot hold both at once, so the second appears after the first is dropped."""
+    schema = emulator.schema
+    upper = source_table("ID NUMBER(38,0)", "CASE")
+    sf.cursor().execute(f'INSERT INTO "{schema}"."{upper}" SELECT SEQ4() FROM TABLE(GENERATOR(ROWCOUNT => 1000))')
+    engine.register(schema, upper)
+    sync(engine, schema, upper)
+    mixed = upper[0] + upper[1:].lower()
+    sf.cursor().execute(f'DROP TABLE "{schema}"."{upper}"')
+    sf.cursor().execute(f'CREATE TABLE "{schema}"."{mixed}" (ID NUMBER(38,0))')
+    try:
+        with pytest.raises(NameCollisionError, match=f"registered {schema}.{upper} differ only in case"):
+            engine.register(schema, mixed)
+        assert engine.store.get_registration(schema, mixed) is None
+        with engine.store.connect() as con:
+            assert Store.count_rows(con, schema, upper) == 1000
+    finally:
+        sf.cursor().execute(f'DROP TABLE IF EXISTS "{schema}"."{mixed}"')
+

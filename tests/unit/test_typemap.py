@@ -66,3 +66,12 @@ def test_timestamps_with_zones_are_carried_as_utc_instants() -> None:
 def test_parse_keeps_parameters() -> None:
     t = SnowflakeType.parse("number( 12 , 3 )")
     assert (t.name, t.params, str(t)) == ("NUMBER", ("12", "3"), "NUMBER(12,3)")
+
+
+def test_names_that_duckdb_would_merge_are_found() -> None:
+    """Issue 9 item 4 (columns): the emulator, DuckDB inside, cannot even create such a table."""
+    from sfduck_core.sqlident import case_collisions, local_name_key
+
+    assert case_collisions(["id", "ID", "Id", "name", "Ünï", "ünï"]) == [["id", "ID", "Id"]]
+    assert local_name_key('Weird "col"') == 'weird "col"' and local_name_key("É") == "É"
+    assert case_collisions(["a", "b"]) == []
