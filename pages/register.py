@@ -64,6 +64,10 @@ if submitted:
             )
             st.success(f"Registered {registration.schema_name}.{registration.table_name}. "
                        "Start a sync on the Sync page.", icon=":material/check_circle:")
+            if registration.full_sync_required:
+                st.info("The columns to copy changed, so the next sync (full or incremental) reloads the "
+                        "whole table: columns left out disappear, columns added get every row's value.",
+                        icon=":material/sync:")
 
 st.subheader("Registrations")
 registrations = load_or_stop("reading the registrations", engine.store.list_registrations, include_inactive=True)

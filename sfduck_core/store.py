@@ -10,6 +10,7 @@ finds the file busy retries for a bounded time before failing with a clear messa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -108,6 +109,8 @@ class Registration:
     detect_deletes: bool = False
     include_columns: tuple[str, ...] = ()
     exclude_columns: tuple[str, ...] = ()
+    # set when this registration changed the column selection: the next sync reloads the table
+    full_sync_required: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +123,7 @@ class Registration:
             "detect_deletes": self.detect_deletes,
             "include_columns": list(self.include_columns),
             "exclude_columns": list(self.exclude_columns),
+            "full_sync_required": self.full_sync_required,
         }
 
 
@@ -270,7 +274,17 @@ class Store:
                     [*values, existing.table_id],
                 )
                 table_id = existing.table_id
+                reselected = (tuple(include_columns), tuple(exclude_columns)) != (
+                    existing.include_columns, existing.exclude_columns)
+                if reselected:
+                    # an incremental merge would keep a newly excluded column's old values and leave a
+                    # newly included one NULL in old rows: forget the watermark and the source
+                    # fingerprint, so the next sync (of either strategy) rebuilds the table
+                    con.execute(
+                        f"UPDATE {META}.table_sync_status SET watermark = NULL, source_last_modified = NULL, "
+                        "source_row_count = NULL WHERE table_id = ?", [table_id])
             else:
+                reselected = False
                 table_id = str(uuid.uuid4())
                 con.execute(
                     f"INSERT INTO {META}.allowed_tables (table_id, schema_name, table_name, status, "
@@ -281,7 +295,8 @@ class Store:
             con.execute("COMMIT")
             reg = self._registration(con, schema, table)
         assert reg is not None
-        return reg
+        synced = self.sync_status(schema, table) is not None
+        return dataclasses.replace(reg, full_sync_required=reselected and synced)
 
     def deactivate(self, schema: str, table: str) -> Registration:
         with self.connect() as con:

@@ -335,3 +335,26 @@ def test_names_and_filters_with_percent_signs_work_incrementally(engine: SyncEng
     job = incremental(engine, schema, table, transport=transport, where=where)
     assert job["stats"]["rows_inserted"] == 1
     assert local_rows(engine, schema, table) == source_rows(sf, schema, table)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_changing_the_column_selection_reloads_the_table(engine: SyncEngine, sf, emulator: EmulatorSettings,
+                                                         orders: str, transport: str) -> None:
+    """Issue 9 item 13: a column excluded later disappears, one included later gets every value."""
+    schema = emulator.schema
+    assert engine.register(schema, orders, incremental_key="UPDATED_AT").full_sync_required is False
+    incremental(engine, schema, orders, transport=transport)
+
+    reg = engine.register(schema, orders, incremental_key="UPDATED_AT", exclude_columns=["NAME"])
+    assert reg.full_sync_required is True
+    job = incremental(engine, schema, orders, transport=transport)
+    assert job["stats"]["full_load"] is True
+    with engine.store.connect() as con:
+        assert "NAME" not in dict(engine.store.table_columns(con, schema, orders))
+    assert local_rows(engine, schema, orders) == [(r[0], *r[2:]) for r in source_rows(sf, schema, orders)]
+
+    engine.register(schema, orders, incremental_key="UPDATED_AT")  # NAME back in
+    incremental(engine, schema, orders, transport=transport)
+    assert local_rows(engine, schema, orders) == source_rows(sf, schema, orders)
+    again = engine.register(schema, orders, incremental_key="UPDATED_AT")
+    assert again.full_sync_required is False  # same selection as before: nothing to reload
