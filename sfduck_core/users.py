@@ -143,10 +143,13 @@ class UserDirectory:
 
     def verify(self, username: str, password: str) -> bool:
         entry = self.users.get(username.strip().lower())
-        # Unknown users cost one check of a hash as expensive as the real ones', so the time a
-        # refusal takes does not reveal who exists.
-        hashed = entry["password"] if entry else _decoy_hash(self.bcrypt_cost)
-        return check_password(password, hashed) and entry is not None
+        return check_password(password, self.hash_to_check(username)) and entry is not None
+
+    def hash_to_check(self, username: str) -> str:
+        """The user's hash, or for an unknown name a decoy as expensive as the real ones', so the
+        time a refusal takes does not reveal who exists (bcrypt's time is set by its cost)."""
+        entry = self.users.get(username.strip().lower())
+        return entry["password"] if entry else _decoy_hash(self.bcrypt_cost)
 
     @property
     def bcrypt_cost(self) -> int:
