@@ -36,6 +36,11 @@ SNOWFLAKE_KEYS = (
 )
 DEFAULT_DUCKDB_PATH = "data/sfduck.duckdb"
 DEFAULT_DATA_DIR = "data"
+DEFAULT_USERS_FILE = "users.yaml"
+DEMO_ENV = "SFDUCK_DEMO"  # "1": demo mode even where it would otherwise refuse to start
+# The checkout holding streamlit_app.py: where Streamlit's project files live, whatever the cwd.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+APP_DIR = _CHECKOUT if (_CHECKOUT / "streamlit_app.py").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,19 @@ class Settings:
     lock_timeout_s: float = 30.0
     duckdb_memory_limit: str = "256MB"
     session_hours: float = 12.0  # how long a dashboard login (its re-login cookie) lasts
+    users_file: Path = Path(DEFAULT_USERS_FILE)
+    files_read: tuple[str, ...] = ()  # the .env and secrets files that supplied settings
+
+    @property
+    def source_label(self) -> str:
+        """Which Snowflake the local data belongs to (never a secret)."""
+        return "demo" if self.demo else (self.snowflake.account or "unknown").lower()
+
+    def describe(self) -> str:
+        """One log line: the mode and where the settings came from."""
+        mode = "demo mode (embedded emulator)" if self.demo else f"account {self.snowflake.account}"
+        files = ", ".join(self.files_read) or "no settings files (environment only)"
+        return f"sfduck: {mode}; settings from {files}; DuckDB file {self.duckdb_path}"
 
 
 def _env_key(key: str) -> str:
@@ -104,8 +122,6 @@ def _positive_number(value: Any, name: str, default: float) -> float:
 
 
 def _secrets_section(secrets_path: Path) -> dict[str, Any]:
-    if not secrets_path.is_file():
-        return {}
     try:
         data = tomllib.loads(secrets_path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -114,17 +130,46 @@ def _secrets_section(secrets_path: Path) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in section.items()}
 
 
+def _candidates(explicit: str | os.PathLike[str] | None, relative: str, home: Path | None) -> list[Path]:
+    """Where a settings file may be, first wins: the one given, else the working directory, the
+    app's folder (as Streamlit finds its project files) and, for secrets, the home folder."""
+    if explicit is not None:
+        return [Path(explicit)]
+    folders = [Path.cwd(), *([APP_DIR] if APP_DIR else []), *([home] if home else [])]
+    seen: list[Path] = []
+    for folder in folders:
+        path = (folder / relative).resolve()
+        if path not in seen:
+            seen.append(path)
+    return seen
+
+
 def load_settings(
     env: dict[str, str] | None = None,
-    dotenv_path: str | os.PathLike[str] = ".env",
-    secrets_path: str | os.PathLike[str] = ".streamlit/secrets.toml",
+    dotenv_path: str | os.PathLike[str] | None = None,
+    secrets_path: str | os.PathLike[str] | None = None,
 ) -> Settings:
-    """Merge the three sources. `env` defaults to os.environ; tests pass their own."""
+    """Merge the sources. `env` defaults to os.environ; tests pass their own and explicit files.
+
+    Relative paths become absolute here, once: a value from a file is relative to that file's
+    project folder, one from the environment to the working directory, a default to the app's
+    folder, so that starting from another directory never opens another database.
+    """
     env = dict(os.environ if env is None else env)
-    dotenv = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if Path(
-        dotenv_path
-    ).is_file() else {}
-    secrets = _secrets_section(Path(secrets_path))
+    files_read: list[str] = []
+    dotenv: dict[str, str] = {}
+    dotenv_dir = Path.cwd()
+    for path in _candidates(dotenv_path, ".env", None):
+        if path.is_file():
+            dotenv = {k: v for k, v in dotenv_values(path).items() if v is not None}
+            dotenv_dir = path.parent.resolve()
+            files_read.append(str(path))
+            break
+    secrets: dict[str, Any] = {}
+    secrets_files = [p for p in _candidates(secrets_path, ".streamlit/secrets.toml", Path.home()) if p.is_file()]
+    for path in reversed(secrets_files):  # as Streamlit does: the project's file wins over the home's
+        secrets.update(_secrets_section(path))
+    files_read.extend(str(p) for p in secrets_files)
 
     def pick(name: str, secrets_key: str | None = None) -> Any:
         for source in (env, dotenv):
@@ -133,6 +178,13 @@ def load_settings(
         if secrets_key is not None:
             return secrets.get(secrets_key)
         return None
+
+    def path_setting(name: str, default: str) -> Path:
+        if env.get(name):
+            return (Path.cwd() / env[name]).resolve()
+        if dotenv.get(name):
+            return (dotenv_dir / dotenv[name]).resolve()
+        return ((APP_DIR or Path.cwd()) / default).resolve()
 
     values: dict[str, Any] = {k: pick(_env_key(k), k) for k in SNOWFLAKE_KEYS}
     for numeric in ("port", "login_timeout"):
@@ -145,11 +197,10 @@ def load_settings(
                 ) from None
     snowflake = SnowflakeSettings(**{k: (v if v != "" else None) for k, v in values.items()})
 
-    duckdb_path = Path(pick("SFDUCK_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
-    data_dir = Path(pick("SFDUCK_DATA_DIR") or DEFAULT_DATA_DIR)
     lock_timeout = pick("SFDUCK_LOCK_TIMEOUT")
     memory_limit = pick("SFDUCK_DUCKDB_MEMORY_LIMIT") or "256MB"
     session_hours = _positive_number(pick("SFDUCK_SESSION_HOURS"), "SFDUCK_SESSION_HOURS", 12.0)
+    users_file = path_setting("SFDUCK_USERS_FILE", DEFAULT_USERS_FILE)
     demo = not snowflake.account
     if not demo and not (snowflake.password or snowflake.private_key_file or snowflake.authenticator):
         raise ConfigError(
@@ -158,13 +209,22 @@ def load_settings(
         )
     if not demo and not snowflake.user:
         raise ConfigError("SNOWFLAKE_ACCOUNT is set but SNOWFLAKE_USER is not.")
+    if demo and users_file.is_file() and str(pick(DEMO_ENV) or "") != "1":
+        looked = ", ".join(str(p) for p in _candidates(secrets_path, ".streamlit/secrets.toml", Path.home()))
+        raise ConfigError(
+            f"No Snowflake account is configured, but a users file exists at {users_file}: this looks "
+            "like an installation whose configuration was not found, and demo mode (with its demo "
+            f"logins) will not start there. Looked for secrets in: {looked}. Set SNOWFLAKE_ACCOUNT, or "
+            f"{DEMO_ENV}=1 to run the demo anyway."
+        )
     return Settings(
         snowflake=snowflake,
-        duckdb_path=duckdb_path,
-        data_dir=data_dir,
+        duckdb_path=path_setting("SFDUCK_DUCKDB_PATH", DEFAULT_DUCKDB_PATH),
+        data_dir=path_setting("SFDUCK_DATA_DIR", DEFAULT_DATA_DIR),
         demo=demo,
         lock_timeout_s=float(lock_timeout) if lock_timeout else 30.0,
         duckdb_memory_limit=memory_limit,
         session_hours=session_hours,
+        users_file=users_file,
+        files_read=tuple(files_read),
     )
-

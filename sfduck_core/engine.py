@@ -132,6 +132,7 @@ class SyncEngine:
                  primary_key: Sequence[str] | None = None, detect_deletes: bool = False,
                  include_columns: Sequence[str] = (), exclude_columns: Sequence[str] = ()) -> Registration:
         """Verify the table exists in Snowflake, check the chosen columns, then record it."""
+        self.store.claim_source(self.settings.source_label)
         desc = self.describe(schema, table)
         names = desc.column_names
         key = tuple(primary_key) if primary_key else desc.primary_key
@@ -191,6 +192,7 @@ class SyncEngine:
         validate_identifier(request.table_name, "table name")
         request = dataclasses.replace(request, schema_name=schema)  # the caller's request stays as given
         reg = self.store.require_active(schema, request.table_name)
+        self.store.claim_source(self.settings.source_label)
         safe_filter = None
         if request.where:
             status = self.store.sync_status(schema, request.table_name)

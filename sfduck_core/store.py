@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import psutil
 
-from sfduck_core.errors import NotRegisteredError, StoreBusyError, SyncAlreadyRunningError
+from sfduck_core.errors import ConfigError, NotRegisteredError, StoreBusyError, SyncAlreadyRunningError
 from sfduck_core.files import make_private, private_dir
 from sfduck_core.sqlident import qualified, quote_ident
 
@@ -83,6 +83,8 @@ MIGRATIONS: list[list[str]] = [
             columns JSON,
             filter VARCHAR)""",
     ],
+    # which Snowflake the file's tables come from ("demo" or the account), claimed on first use
+    [f"CREATE TABLE {META}.data_source (label VARCHAR NOT NULL, claimed_at TIMESTAMPTZ NOT NULL)"],
 ]
 
 _LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
@@ -228,6 +230,34 @@ class Store:
                     con.execute("ROLLBACK")
                     raise
             _migrated.add(key)
+
+    # --- ownership -------------------------------------------------------------------------
+
+    def claim_source(self, label: str) -> None:
+        """Refuse to mix Snowflakes in one file: demo data beside an account's, or two accounts.
+
+        A file that holds no registration yet (a fresh one, or one from before this check) is
+        claimed by whoever uses it, so trying the demo first never locks out a real account."""
+        with self.connect() as con:
+            row = con.execute(f"SELECT label FROM {META}.data_source LIMIT 1").fetchone()
+            if row is not None and row[0] == label:
+                return
+            registered = con.execute(f"SELECT count(*) FROM {META}.allowed_tables").fetchone()[0]
+            if row is None or not registered:
+                con.execute("BEGIN")
+                con.execute(f"DELETE FROM {META}.data_source")
+                con.execute(f"INSERT INTO {META}.data_source VALUES (?, ?)", [label, now()])
+                con.execute("COMMIT")
+                return
+        if row[0] != label:
+            def name(x: str) -> str:
+                return "the demo emulator" if x == "demo" else f"the Snowflake account {x!r}"
+
+            raise ConfigError(
+                f"The DuckDB file {self.path} holds tables from {name(row[0])}, but sfduck is configured for "
+                f"{name(label)}. Point SFDUCK_DUCKDB_PATH at another file (or fix the configuration that was "
+                "not found); nothing was changed."
+            )
 
     # --- registrations ---------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ still accepts a demo password is refused, so a demo setup cannot leak into a rea
 from __future__ import annotations
 
 import copy
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from sfduck_core.errors import ConfigError
 ADMIN = "admin"
 ANALYST = "analyst"
 ROLES = (ADMIN, ANALYST)
-DEFAULT_USERS_FILE = "users.yaml"
-USERS_FILE_ENV = "SFDUCK_USERS_FILE"
 # The demo credentials: username == password. They exist only in demo mode.
 DEMO_PASSWORDS = {ADMIN: "admin", ANALYST: "analyst"}
 
@@ -72,12 +69,6 @@ def demo_users() -> dict[str, dict[str, Any]]:
         ANALYST: {"email": "analyst@example.invalid", "first_name": "Demo", "last_name": "Analyst",
                   "password": hashes[ANALYST], "roles": [ANALYST]},
     }
-
-
-def users_file_path(env: Mapping[str, str] | None = None) -> Path:
-    """Where the users YAML lives: $SFDUCK_USERS_FILE, else `users.yaml` (gitignored)."""
-    env = os.environ if env is None else env
-    return Path(env.get(USERS_FILE_ENV) or DEFAULT_USERS_FILE)
 
 
 def _validated_users(raw: Any, path: Path) -> dict[str, dict[str, Any]]:
@@ -157,13 +148,12 @@ class UserDirectory:
         return max((_bcrypt_cost(entry["password"]) for entry in self.users.values()), default=12)
 
 
-def load_users(demo: bool, path: Path | None = None) -> UserDirectory:
+def load_users(demo: bool, path: Path) -> UserDirectory:
     """Read the users file (and add the demo users in demo mode).
 
     Outside demo mode the file is required, and any user who can still log in with a demo password
     is refused: that is the "refuse to start while demo credentials are configured" rule.
     """
-    path = path or users_file_path()
     users: dict[str, dict[str, Any]] = {}
     if path.is_file():
         try:
@@ -176,7 +166,7 @@ def load_users(demo: bool, path: Path | None = None) -> UserDirectory:
         return UserDirectory(merged, True, f"demo users + {path}" if users else "demo users")
     if not users:
         raise ConfigError(
-            f"No users file at {path}. Copy users.example.yaml to {path} (or point {USERS_FILE_ENV} at "
+            f"No users file at {path}. Copy users.example.yaml to {path} (or point SFDUCK_USERS_FILE at "
             "your file) and add users with bcrypt hashes made by `python -m sfduck_core.users`."
         )
     weak = sorted(u for u, entry in users.items() if accepts_demo_password(u, entry))

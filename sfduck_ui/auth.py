@@ -23,7 +23,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from sfduck_core.sessions import Session
-from sfduck_core.users import ADMIN, ANALYST, UserDirectory, load_users, users_file_path
+from sfduck_core.users import ADMIN, ANALYST, UserDirectory, load_users
 from sfduck_ui.context import AppContext, app_context
 from sfduck_ui.layout import configure_page, show_flashes
 from sfduck_ui.navigation import PAGES, allowed_pages, page_spec
@@ -52,7 +52,7 @@ def _load_users_cached(demo: bool, path: str, mtime: float) -> UserDirectory:
 
 def user_directory(ctx: AppContext) -> UserDirectory:
     """The users file (re-read when it changes); a bad or unsafe file stops the app with the reason."""
-    path = users_file_path()
+    path = ctx.settings.users_file
     mtime = path.stat().st_mtime if path.is_file() else 0.0
     try:
         return _load_users_cached(ctx.settings.demo, str(path), mtime)

@@ -7,6 +7,7 @@ settings' inputs so that tests changing SFDUCK_* variables get a fresh context.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -21,8 +22,9 @@ from sfduck_core.plugins import snowflake_source
 from sfduck_core.sessions import SessionTokens, resolve_session_key
 from sfduck_core.users import LoginThrottle
 
+_log = logging.getLogger("sfduck")
 _SETTINGS_ENV = ("SFDUCK_DUCKDB_PATH", "SFDUCK_DATA_DIR", "SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER",
-                 "SFDUCK_USERS_FILE", "SFDUCK_LOCK_TIMEOUT", "SFDUCK_SESSION_HOURS")
+                 "SFDUCK_USERS_FILE", "SFDUCK_LOCK_TIMEOUT", "SFDUCK_SESSION_HOURS", "SFDUCK_DEMO")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ def _configured_cookie_key() -> str | None:
 @st.cache_resource(show_spinner=False)
 def _build_context(_env_key: tuple[str | None, ...], cookie_key: str | None) -> AppContext:
     settings = load_settings()
+    _log.info(settings.describe())
     engine = SyncEngine(settings, snowflake_source(settings))
+    engine.store.claim_source(settings.source_label)  # demo mode never starts on an account's data
     state_dir = settings.duckdb_path.parent
     auth_db = AuthDatabase(state_dir / AUTH_DB_FILE)
     tokens = SessionTokens(resolve_session_key(cookie_key, state_dir), auth_db, settings.session_hours * 3600)

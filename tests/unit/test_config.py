@@ -23,7 +23,8 @@ def write(path: Path, text: str) -> Path:
 def test_no_account_anywhere_means_demo_mode(tmp_path: Path) -> None:
     settings = load_settings(env={}, dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "secrets.toml")
     assert settings.demo is True
-    assert settings.duckdb_path == Path("data/sfduck.duckdb") and settings.data_dir == Path("data")
+    root = Path(__file__).resolve().parents[2]  # the app's folder, whatever the working directory
+    assert settings.duckdb_path == root / "data" / "sfduck.duckdb" and settings.data_dir == root / "data"
 
 
 def test_environment_beats_dotenv_beats_secrets(tmp_path: Path) -> None:
@@ -79,3 +80,40 @@ def test_the_core_never_imports_streamlit() -> None:
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert len(modules) >= 10
+
+
+def test_paths_are_absolute_and_do_not_depend_on_the_working_directory(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9 item 8: relative to the file that set them, the cwd for the environment's."""
+    project = tmp_path / "project"
+    dotenv = write(project / ".env", "SFDUCK_DUCKDB_PATH=state/x.duckdb\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    from_file = load_settings(env={}, dotenv_path=dotenv, secrets_path=tmp_path / "s.toml")
+    assert from_file.duckdb_path == project / "state" / "x.duckdb"
+    from_env = load_settings(env={"SFDUCK_DATA_DIR": "d"}, dotenv_path=dotenv, secrets_path=tmp_path / "s.toml")
+    assert from_env.data_dir == elsewhere / "d" and from_env.duckdb_path.is_absolute()
+
+
+def test_settings_files_are_found_where_streamlit_looks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9 item 3: the home folder's secrets count, from any working directory."""
+    home = tmp_path / "home"
+    write(home / ".streamlit" / "secrets.toml", '[connections.snowflake]\naccount = "acme"\nuser = "u"\n'
+                                                'password = "p"\n')
+    monkeypatch.setattr(Path, "home", lambda: home)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(env={})
+    assert settings.demo is False and settings.snowflake.account == "acme"
+    assert str(home / ".streamlit" / "secrets.toml") in settings.files_read
+    assert "account acme" in settings.describe() and "secrets.toml" in settings.describe()
+
+
+def test_demo_mode_refuses_to_start_beside_a_users_file_unless_asked(tmp_path: Path) -> None:
+    users = write(tmp_path / "users.yaml", "users: {}\n")
+    with pytest.raises(ConfigError, match="users file exists.*SFDUCK_DEMO=1"):
+        load_settings(env={"SFDUCK_USERS_FILE": str(users)}, dotenv_path=tmp_path / ".env",
+                      secrets_path=tmp_path / "s.toml")
+    asked = load_settings(env={"SFDUCK_USERS_FILE": str(users), "SFDUCK_DEMO": "1"},
+                          dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "s.toml")
+    assert asked.demo is True

@@ -11,7 +11,7 @@ import pytest
 
 from sfduck_core.errors import StoreBusyError, SyncAlreadyRunningError
 from sfduck_core.files import private_dir
-from sfduck_core.store import META, Store
+from sfduck_core.store import META, MIGRATIONS, Store
 
 
 def test_a_busy_file_waits_a_bounded_time_then_says_so(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_metadata_is_created_once_and_versioned(tmp_path: Path) -> None:
         versions = con.execute(f"SELECT version FROM {META}.schema_version").fetchall()
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [META]).fetchall()}
-    assert versions == [(1,)]
+    assert versions == [(v,) for v in range(1, len(MIGRATIONS) + 1)]
     assert {"allowed_tables", "sync_jobs", "table_sync_status", "schema_version"} <= tables
 
 
@@ -102,3 +102,18 @@ def test_modes_an_administrator_chose_are_kept(tmp_path: Path) -> None:
     shared.chmod(0o750)
     Store(shared / "sfduck.duckdb").list_registrations()
     assert stat.S_IMODE(shared.stat().st_mode) == 0o750
+
+
+def test_one_file_never_mixes_two_snowflakes(tmp_path: Path) -> None:
+    """Issue 9 item 3: demo mode never starts on an account's data (nor one account on another's)."""
+    from sfduck_core.errors import ConfigError
+
+    store = Store(tmp_path / "prod.duckdb")
+    store.claim_source("demo")
+    store.claim_source("acme")  # nothing registered yet: a real account takes over a tried-out file
+    with store.connect() as con:
+        con.execute(f"INSERT INTO {META}.allowed_tables (table_id, schema_name, table_name, status, updated_at, "
+                    "created_at) VALUES ('t', 'S', 'T', 'active', now(), now())")
+    store.claim_source("acme")
+    with pytest.raises(ConfigError, match="holds tables from the Snowflake account 'acme'.*demo emulator"):
+        store.claim_source("demo")

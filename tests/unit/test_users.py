@@ -15,7 +15,6 @@ from sfduck_core.users import (
     check_password,
     hash_password,
     load_users,
-    users_file_path,
 )
 
 
@@ -37,9 +36,14 @@ def test_hash_round_trip_and_malformed_hash() -> None:
     assert not check_password("s3cret", "not-a-hash")
 
 
-def test_users_file_path_from_env() -> None:
-    assert users_file_path({}) == Path("users.yaml")
-    assert users_file_path({"SFDUCK_USERS_FILE": "/etc/sfduck/users.yaml"}) == Path("/etc/sfduck/users.yaml")
+def test_users_file_path_from_settings(tmp_path: Path) -> None:
+    from sfduck_core.config import load_settings
+
+    explicit = load_settings(env={"SFDUCK_USERS_FILE": "/etc/sfduck/users.yaml"}, dotenv_path=tmp_path / ".env",
+                             secrets_path=tmp_path / "s.toml")
+    assert explicit.users_file == Path("/etc/sfduck/users.yaml")
+    default = load_settings(env={}, dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "s.toml")
+    assert default.users_file.is_absolute() and default.users_file.name == "users.yaml"
 
 
 def test_demo_mode_has_demo_users_without_a_file(tmp_path: Path) -> None:
