@@ -85,6 +85,7 @@ class Settings:
     lock_timeout_s: float = 30.0
     duckdb_memory_limit: str = "256MB"
     session_hours: float = 12.0  # how long a dashboard login (its re-login cookie) lasts
+    sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
 
 
 def _env_key(key: str) -> str:
@@ -150,6 +151,7 @@ def load_settings(
     lock_timeout = pick("SFDUCK_LOCK_TIMEOUT")
     memory_limit = pick("SFDUCK_DUCKDB_MEMORY_LIMIT") or "256MB"
     session_hours = _positive_number(pick("SFDUCK_SESSION_HOURS"), "SFDUCK_SESSION_HOURS", 12.0)
+    sql_max_bytes = int(_positive_number(pick("SFDUCK_SQL_MAX_BYTES"), "SFDUCK_SQL_MAX_BYTES", 32 << 20))
     demo = not snowflake.account
     if not demo and not (snowflake.password or snowflake.private_key_file or snowflake.authenticator):
         raise ConfigError(
@@ -166,6 +168,7 @@ def load_settings(
         lock_timeout_s=float(lock_timeout) if lock_timeout else 30.0,
         duckdb_memory_limit=memory_limit,
         session_hours=session_hours,
+        sql_max_bytes=sql_max_bytes,
     )
 
 
