@@ -11,17 +11,18 @@ from sfduck_core.preview import (
     PREVIEW_ROWS,
     QUERY_MAX_ROWS,
     QUERY_TIMEOUT_S,
+    cached_summary,
     first_rows,
     row_count,
     run_read_only_query,
     starter_query,
-    summarize,
     to_csv_bytes,
     to_parquet_bytes,
 )
 from sfduck_ui.layout import load_or_stop, user_errors
 
 _RESULT_KEY = "_sfduck_query_result"
+_SUMMARY_KEY = "_sfduck_summary_of"  # the (schema, table) the user asked to summarize
 store = ctx.engine.store
 
 st.title("Preview")
@@ -52,27 +53,36 @@ with rows_tab:
                  hide_index=True, width="stretch")
 with summary_tab:
     st.caption("DuckDB SUMMARIZE: per-column type, min, max, approximate distinct count, nulls, quartiles.")
-    with user_errors("summarizing the table"):
-        st.dataframe(summarize(store, schema, table), hide_index=True, width="stretch")
+    if st.button("Summarize", icon=":material/query_stats:", help="Scans the whole table; kept until the next sync."):
+        st.session_state[_SUMMARY_KEY] = (schema, table)
+    if st.session_state.get(_SUMMARY_KEY) == (schema, table):
+        with user_errors("summarizing the table"):
+            summary = cached_summary(store, schema, table, status.get("last_success_sync_id"))
+            st.dataframe(summary, hide_index=True, width="stretch")
 with status_tab:
     st.json(status or {"status": "no sync recorded"}, expanded=1)
 with sql_tab:
-    st.caption(f"Read-only: one SELECT (or SUMMARIZE/DESCRIBE), at most {QUERY_MAX_ROWS:,} rows, stopped after "
-               f"{QUERY_TIMEOUT_S:.0f} s. It cannot change data or read files or the network.")
+    max_mb = ctx.settings.sql_max_bytes / (1 << 20)
+    st.caption(f"Read-only: one SELECT (or SUMMARIZE/DESCRIBE), at most {QUERY_MAX_ROWS:,} rows and {max_mb:g} MB, "
+               f"stopped after {QUERY_TIMEOUT_S:.0f} s. It cannot change data or read files or the network.")
     with st.form("sql_form"):
         sql = st.text_area("SQL", value=starter_query(schema, table), height=120)
         run = st.form_submit_button("Run query", type="primary", icon=":material/play_arrow:")
     if run:
         st.session_state.pop(_RESULT_KEY, None)
         with user_errors("running the query"), st.spinner("Running the query..."):
-            st.session_state[_RESULT_KEY] = run_read_only_query(ctx.settings.duckdb_path, sql)
+            st.session_state[_RESULT_KEY] = run_read_only_query(
+                ctx.settings.duckdb_path, sql, user=viewer.username, max_bytes=ctx.settings.sql_max_bytes)
     result = st.session_state.get(_RESULT_KEY)
     if result is not None:
-        note = f" (first {QUERY_MAX_ROWS:,} shown; there are more)" if result.truncated else ""
+        note = {"rows": f" (cut at {QUERY_MAX_ROWS:,} rows; there are more)",
+                "bytes": f" (cut at {max_mb:g} MB of data; there are more rows: select fewer or narrower columns)",
+                }.get(result.cut or "", "")
         st.caption(f"{result.table.num_rows:,} rows in {result.elapsed_s:.2f} s{note}")
-        st.dataframe(result.to_pandas(), hide_index=True, width="stretch")
-        csv_col, parquet_col = st.columns(2)
-        csv_col.download_button("Download CSV", to_csv_bytes(result.table), "sfduck_query.csv", "text/csv",
-                                icon=":material/download:")
-        parquet_col.download_button("Download Parquet", to_parquet_bytes(result.table), "sfduck_query.parquet",
-                                    "application/vnd.apache.parquet", icon=":material/download:")
+        with user_errors("showing the result"):
+            st.dataframe(result.to_pandas(), hide_index=True, width="stretch")
+            csv_col, parquet_col = st.columns(2)
+            csv_col.download_button("Download CSV", to_csv_bytes(result.table), "sfduck_query.csv", "text/csv",
+                                    icon=":material/download:")
+            parquet_col.download_button("Download Parquet", to_parquet_bytes(result.table), "sfduck_query.parquet",
+                                        "application/vnd.apache.parquet", icon=":material/download:")

@@ -92,6 +92,7 @@ class Settings:
     session_hours: float = 12.0  # how long a dashboard login (its re-login cookie) lasts
     users_file: Path = Path(DEFAULT_USERS_FILE)
     files_read: tuple[str, ...] = ()  # the .env and secrets files that supplied settings
+    sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
 
     @property
     def source_label(self) -> str:
@@ -201,6 +202,7 @@ def load_settings(
     memory_limit = pick("SFDUCK_DUCKDB_MEMORY_LIMIT") or "256MB"
     session_hours = _positive_number(pick("SFDUCK_SESSION_HOURS"), "SFDUCK_SESSION_HOURS", 12.0)
     users_file = path_setting("SFDUCK_USERS_FILE", DEFAULT_USERS_FILE)
+    sql_max_bytes = int(_positive_number(pick("SFDUCK_SQL_MAX_BYTES"), "SFDUCK_SQL_MAX_BYTES", 32 << 20))
     demo = not snowflake.account
     if not demo and not (snowflake.password or snowflake.private_key_file or snowflake.authenticator):
         raise ConfigError(
@@ -227,4 +229,5 @@ def load_settings(
         session_hours=session_hours,
         users_file=users_file,
         files_read=tuple(files_read),
+        sql_max_bytes=sql_max_bytes,
     )

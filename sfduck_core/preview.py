@@ -2,41 +2,59 @@
 
 The fixed previews run through `Store` (our own SQL over validated names). The SQL box runs text
 typed by a user, so it is treated as hostile and isolated rather than inspected: a short-lived child
-process opens the DuckDB file with `read_only=True` and `enable_external_access=False` (locked), so
-it cannot write, attach, install or read local files or the network whatever the text says; its
-result is bounded in rows, and the process is killed at the time limit. The sqlglot check in front
-of it only exists to give friendlier messages for the obvious mistakes.
+process (`sfduck_core.sql_sandbox`) opens the DuckDB file with `read_only=True` and
+`enable_external_access=False` (locked), so it cannot write, attach, install or read local files or
+the network whatever the text says. The child bounds its result in rows and bytes and its own memory
+through the OS, spills only into a private temp directory of bounded size, gets no secrets in its
+environment, and is killed at the time limit; each user runs one query at a time. The sqlglot check
+in front of it only exists to give friendlier messages for the obvious mistakes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from sfduck_core.errors import SfduckError, StoreBusyError
+from sfduck_core.sql_sandbox import memory_message
 from sfduck_core.sqlident import qualified
 from sfduck_core.store import Store
 
 PREVIEW_ROWS = 100
 QUERY_MAX_ROWS = 10_000
+QUERY_MAX_BYTES = 32 << 20  # default of Settings.sql_max_bytes (SFDUCK_SQL_MAX_BYTES)
 QUERY_TIMEOUT_S = 15.0
+QUERY_MAX_CONCURRENT = 2  # SQL box children at once in the whole dashboard process
 BUSY_RETRY_S = 3.0  # how long the child waits for a sync to release the file
 MAX_QUERY_LENGTH = 20_000
-CHILD_MEMORY_LIMIT = "256MB"
+CHILD_MEMORY_LIMIT = "256MB"  # DuckDB's own limit inside the child
+CHILD_MAX_MEMORY_BYTES = (256 + 512) << 20  # the OS limit on the child's heap: DuckDB's plus Python's and Arrow's
+CHILD_MAX_TEMP_SIZE = "1GB"  # what the child may spill to its private temp directory
+SUMMARY_CACHE_SIZE = 32
+_CHILD_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,14 +66,33 @@ class QueryTimeoutError(SfduckError):
     """The SQL box query ran past its time limit and was stopped."""
 
 
+class QueryMemoryError(SfduckError):
+    """The SQL box query needed more memory (or temp disk) than the child is allowed."""
+
+
+class TooManyQueriesError(QueryRefusedError):
+    """The user already has a query running, or the SQL box is at its global limit."""
+
+
+_ERRORS: dict[str | None, type[SfduckError]] = {
+    "busy": StoreBusyError, "refused": QueryRefusedError, "too_big": QueryRefusedError,
+    "memory": QueryMemoryError,
+}
+
+
 @dataclass(frozen=True)
 class QueryResult:
     table: pa.Table
-    truncated: bool  # more rows existed than were fetched
+    cut: str | None  # "rows" or "bytes" when the result was cut at that cap, None when it is whole
     elapsed_s: float
 
+    @property
+    def truncated(self) -> bool:
+        return self.cut is not None
+
     def to_pandas(self) -> pd.DataFrame:
-        return self.table.to_pandas()
+        """A frame Streamlit can always render: types it cannot show arrive as DuckDB's text."""
+        return displayable(self.table).to_pandas()
 
 
 # --- fixed previews (run in the dashboard process, through Store) ----------------------------
@@ -88,16 +125,87 @@ def summarize(store: Store, schema: str, table: str) -> pd.DataFrame:
         return con.execute(f"SUMMARIZE {qualified(schema, table)}").df()
 
 
-# --- downloads -------------------------------------------------------------------------------
+_SUMMARIES: OrderedDict[tuple[str, str, str, str | None], pd.DataFrame] = OrderedDict()
+_SUMMARIES_LOCK = threading.Lock()
+
+
+def cached_summary(store: Store, schema: str, table: str, synced_by: str | None) -> pd.DataFrame:
+    """SUMMARIZE scans the whole table, so compute it once per table and sync (`synced_by` is the
+    last successful sync id), shared by every session, instead of on every rerun."""
+    key = (str(store.path), schema, table, synced_by)
+    with _SUMMARIES_LOCK:
+        if key in _SUMMARIES:
+            _SUMMARIES.move_to_end(key)
+            return _SUMMARIES[key].copy()
+    summary = summarize(store, schema, table)
+    with _SUMMARIES_LOCK:
+        _SUMMARIES[key] = summary
+        while len(_SUMMARIES) > SUMMARY_CACHE_SIZE:
+            _SUMMARIES.popitem(last=False)
+    return summary.copy()
+
+
+# --- showing and downloading results ---------------------------------------------------------
+
+_PY_DATE_DAYS = (-719_162, 2_932_896)  # 0001-01-01 and 9999-12-31, as days since 1970
+_PY_DATETIME_S = (-62_135_596_800, 253_402_300_799)
+_TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _beyond_python_dates(column: pa.ChunkedArray) -> bool:
+    """DuckDB's 'infinity' and years past 9999 have no pandas/Python equivalent and break rendering."""
+    kind = column.type
+    if pa.types.is_date32(kind):
+        ints, (low, high) = column.cast(pa.int32()), _PY_DATE_DAYS
+    elif pa.types.is_timestamp(kind):
+        unit = _TIMESTAMP_UNITS[kind.unit]
+        ints, (low, high) = column.cast(pa.int64()), tuple(s * unit for s in _PY_DATETIME_S)
+    else:
+        return False
+    extremes = pc.min_max(ints)
+    return extremes["min"].is_valid and (extremes["min"].as_py() < low or extremes["max"].as_py() > high)
+
+
+def _needs_text(column: pa.ChunkedArray) -> bool:
+    kind = column.type
+    return (isinstance(kind, pa.BaseExtensionType) or pa.types.is_interval(kind) or pa.types.is_union(kind)
+            or pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+            or pa.types.is_fixed_size_binary(kind) or pa.types.is_binary_view(kind)
+            or _beyond_python_dates(column))
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """DuckDB's own text for a value (what an analyst would see in its shell), computed in memory."""
+    with duckdb.connect(config={"enable_external_access": False}) as con:
+        relation = con.from_arrow(pa.table({"value": column}))
+        text = relation.project(duckdb.ColumnExpression("value").cast(duckdb.sqltype("VARCHAR")))
+        return text.to_arrow_table().column(0)
+
+
+def displayable(table: pa.Table, only: Any = _needs_text) -> pa.Table:
+    """The table with every column that pandas or Streamlit cannot show faithfully turned into text."""
+    for index, field in enumerate(table.schema):
+        if only(table.column(index)):
+            table = table.set_column(index, pa.field(field.name, pa.string()), _as_text(table.column(index)))
+    return table
 
 
 def to_csv_bytes(table: pa.Table) -> bytes:
-    return table.to_pandas().to_csv(index=False).encode("utf-8")
+    return displayable(table).to_pandas().to_csv(index=False).encode("utf-8")
+
+
+def _has_type(kind: pa.DataType, test: Any) -> bool:
+    return test(kind) or any(_has_type(kind.field(i).type, test) for i in range(kind.num_fields))
+
+
+def _parquet_cannot_store(column: pa.ChunkedArray) -> bool:
+    return _has_type(column.type, lambda kind: pa.types.is_interval(kind) or pa.types.is_union(kind))
 
 
 def to_parquet_bytes(table: pa.Table) -> bytes:
+    """Typed Parquet; only the types Parquet has no equivalent for are written as text."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer)
+    pq.write_table(displayable(table, _parquet_cannot_store), buffer)
     return buffer.getvalue()
 
 
@@ -142,26 +250,61 @@ def check_read_only_query(sql: str) -> str:
     )
 
 
-def run_read_only_query(db_path: str | os.PathLike[str], sql: str, *, max_rows: int = QUERY_MAX_ROWS,
-                        timeout_s: float = QUERY_TIMEOUT_S, busy_retry_s: float = BUSY_RETRY_S) -> QueryResult:
-    """Run one user query in a sandboxed child process and return at most `max_rows` rows.
+class _QuerySlots:
+    """Who is running a SQL box query right now, so one analyst cannot start a pile of them."""
 
-    The dashboard never keeps the DuckDB file open while idle, so the child can open it read-only;
-    if a sync is writing at that moment the child retries for `busy_retry_s` and then reports busy.
-    """
-    text = check_read_only_query(sql)
-    path = Path(db_path)
-    if not path.is_file():
-        raise SfduckError(f"There is no DuckDB file at {path} yet; sync a table first.")
-    request = json.dumps({"path": str(path), "sql": text, "max_rows": int(max_rows),
-                          "busy_retry_s": float(busy_retry_s), "memory_limit": CHILD_MEMORY_LIMIT})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_PROJECT_ROOT),
-                                                                    os.environ.get("PYTHONPATH")]))}
-    started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "sfduck_core.sql_sandbox"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(_PROJECT_ROOT))
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+
+    @contextlib.contextmanager
+    def claim(self, user: str | None, limit: int) -> Iterator[None]:
+        key = user if user is not None else f"\0anonymous-{uuid.uuid4()}"  # callers without a login never clash
+        with self._lock:
+            if key in self._running:
+                raise TooManyQueriesError("You already have a query running; wait for it to finish (or be "
+                                          "stopped at the time limit) before starting another.")
+            if len(self._running) >= limit:
+                raise TooManyQueriesError(f"The SQL box is already running {limit} queries, its limit; try "
+                                          "again in a few seconds.")
+            self._running.add(key)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.discard(key)
+
+
+_SLOTS = _QuerySlots()
+
+
+def _child_env() -> dict[str, str]:
+    """Only what Python needs to start: the child never sees Snowflake credentials or other secrets."""
+    keep = {name: os.environ[name] for name in _CHILD_ENV_KEEP if name in os.environ}
+    pythonpath = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**keep, "PYTHONPATH": pythonpath}
+
+
+@contextlib.contextmanager
+def _work_directory(db_path: Path) -> Iterator[Path]:
+    """A private directory for one child, beside the database so that the child can hard-link it
+    (see sql_sandbox); removed afterwards even if the child was killed."""
     try:
-        out, err = proc.communicate(request.encode("utf-8"), timeout=timeout_s)
+        workdir = Path(tempfile.mkdtemp(prefix=".sfduck-sql-", dir=db_path.parent))
+    except OSError:
+        workdir = Path(tempfile.mkdtemp(prefix="sfduck-sql-"))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _spawn(request: dict[str, Any], timeout_s: float) -> tuple[bytes, bytes, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "sfduck_core.sql_sandbox"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(),
+                            cwd=str(_PROJECT_ROOT))
+    try:
+        out, err = proc.communicate(json.dumps(request).encode("utf-8"), timeout=timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
@@ -169,20 +312,46 @@ def run_read_only_query(db_path: str | os.PathLike[str], sql: str, *, max_rows: 
             f"The query was stopped after {timeout_s:.0f} s. Narrow it down (add a WHERE or LIMIT, or "
             "aggregate) and run it again."
         ) from None
-    elapsed = time.monotonic() - started
+    return out, err, proc.returncode
+
+
+def _result_from(out: bytes, err: bytes, returncode: int, elapsed: float) -> QueryResult:
     header_line, _, payload = out.partition(b"\n")
     try:
         header = json.loads(header_line)
     except ValueError:
-        detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise SfduckError(f"The query process failed unexpectedly ({detail[0]}); try again.") from None
+        detail = err.decode("utf-8", "replace")
+        if returncode < 0 or "MemoryError" in detail or "bad_alloc" in detail:  # killed, or died allocating
+            raise QueryMemoryError(memory_message(CHILD_MAX_MEMORY_BYTES)) from None
+        last = detail.strip().splitlines()[-1:] or ["no output"]
+        raise SfduckError(f"The query process failed unexpectedly ({last[0]}); try again.") from None
     if not header.get("ok"):
-        message = header.get("message", "The query failed.")
-        if header.get("kind") == "busy":
-            raise StoreBusyError(message)
-        if header.get("kind") == "refused":
-            raise QueryRefusedError(message)
-        raise SfduckError(message)
+        raise _ERRORS.get(header.get("kind"), SfduckError)(header.get("message", "The query failed."))
     with pa.ipc.open_stream(payload) as reader:
         table = reader.read_all()
-    return QueryResult(table, bool(header.get("truncated")), elapsed)
+    return QueryResult(table, header.get("cut"), elapsed)
+
+
+def run_read_only_query(db_path: str | os.PathLike[str], sql: str, *, user: str | None = None,
+                        max_rows: int = QUERY_MAX_ROWS, max_bytes: int = QUERY_MAX_BYTES,
+                        timeout_s: float = QUERY_TIMEOUT_S, busy_retry_s: float = BUSY_RETRY_S,
+                        max_concurrent: int = QUERY_MAX_CONCURRENT) -> QueryResult:
+    """Run one user query in a sandboxed child process; the result is cut at `max_rows` rows or
+    `max_bytes` bytes, whichever comes first, by the child.
+
+    The dashboard never keeps the DuckDB file open while idle, so the child can open it read-only;
+    if a sync is writing at that moment the child retries for `busy_retry_s` and then reports busy.
+    `user` gets one query at a time, and at most `max_concurrent` run in the whole process.
+    """
+    text = check_read_only_query(sql)
+    path = Path(db_path).expanduser().resolve()  # the child runs elsewhere: never hand it a relative path
+    if not path.is_file():
+        raise SfduckError(f"No database at {path}: run a sync first.")
+    with _SLOTS.claim(user, max_concurrent), _work_directory(path) as workdir:
+        request = {"path": str(path), "workdir": str(workdir), "sql": text, "max_rows": int(max_rows),
+                   "max_bytes": int(max_bytes), "busy_retry_s": float(busy_retry_s),
+                   "memory_limit": CHILD_MEMORY_LIMIT, "max_memory_bytes": CHILD_MAX_MEMORY_BYTES,
+                   "max_temp_size": CHILD_MAX_TEMP_SIZE}
+        started = time.monotonic()
+        out, err, returncode = _spawn(request, timeout_s)
+        return _result_from(out, err, returncode, time.monotonic() - started)

@@ -1,23 +1,73 @@
 """The child process behind the dashboard's read-only SQL box (see `sfduck_core.preview`).
 
-Run as `python -m sfduck_core.sql_sandbox`: reads one JSON request on stdin, opens the DuckDB file
-read-only with external access disabled and the configuration locked, runs the query, and writes a
-JSON header line followed by the (row-bounded) result as an Arrow IPC stream on stdout. It imports
-only duckdb and pyarrow so that it starts quickly; the parent kills it at the time limit.
+Run as `python -m sfduck_core.sql_sandbox`: reads one JSON request on stdin, caps its own memory
+with OS limits, opens the DuckDB file read-only with external access disabled and the configuration
+locked, runs one SELECT, and writes a JSON header line followed by the result (bounded in rows and
+in bytes) as an Arrow IPC stream on stdout. Every limit is enforced here, before anything reaches
+the dashboard process. It imports only duckdb and pyarrow so that it starts quickly; the parent
+kills it at the time limit and removes its work directory.
+
+With external access disabled DuckDB still lets queries read the database file itself (it is on
+its allowed paths). So the file is opened through a hard link in the child's private work
+directory, and the link is removed once the file is open: the only allowed paths then name nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+BATCH_ROWS = 1024
+# DuckDB's allocator and thread stacks reserve about 1 GB of address space that is never backed by
+# memory, so the address-space limit sits well above the data limit that does the real bounding.
+ADDRESS_SPACE_HEADROOM = 1536 << 20
+_LINK_NAME = "db.duckdb"
+_FILE_STATEMENTS = {"COPY", "COPY_DATABASE", "ATTACH", "DETACH", "EXPORT", "LOAD", "EXTENSION"}
+_SETTING_STATEMENTS = {"SET", "VARIABLE_SET", "RESET"}
 
-def _describe_error(exc: Exception) -> tuple[str, str]:
+
+class Refusal(Exception):
+    """A request the child answers with a message instead of a result."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def memory_message(limit_bytes: int) -> str:
+    """One wording for every way a query can run out of memory (DuckDB's limit, the OS limit, a crash)."""
+    return (f"The query needed more memory than the SQL box allows ({limit_bytes >> 20} MB). Filter, "
+            "aggregate or select fewer columns, and run it again.")
+
+
+def _mb(limit_bytes: int) -> str:
+    return f"{limit_bytes / (1 << 20):g} MB"
+
+
+def limit_memory(data_bytes: int) -> None:
+    """Let the OS stop the child before it can starve the machine, whatever DuckDB does not track."""
+    for which, wanted in ((resource.RLIMIT_DATA, data_bytes), (resource.RLIMIT_AS, data_bytes + ADDRESS_SPACE_HEADROOM)):
+        hard = resource.getrlimit(which)[1]
+        value = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(which, (value, value))
+
+
+def _describe_error(exc: Exception, request: dict[str, Any]) -> tuple[str, str]:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, duckdb.OutOfMemoryException) and "max_temp_directory_size" in str(exc):
+        return "memory", (f"The query needed more temporary disk space than the SQL box allows "
+                          f"({request['max_temp_size']}). Filter, aggregate or select fewer columns.")
+    if isinstance(exc, duckdb.OutOfMemoryException | MemoryError):
+        return "memory", memory_message(request["max_memory_bytes"])
     if isinstance(exc, duckdb.PermissionException):
         return "refused", (
             "The SQL box cannot read or write files or the network; query the synced tables instead. "
@@ -30,52 +80,152 @@ def _describe_error(exc: Exception) -> tuple[str, str]:
     return "error", f"DuckDB could not run the query: {text}"
 
 
-def main() -> None:
-    """Entry point of the sandboxed process: JSON request on stdin, header line + Arrow IPC on stdout."""
-    request = json.loads(sys.stdin.buffer.read())
-    out = sys.stdout.buffer
+def _link_database(path: Path, workdir: Path) -> list[Path]:
+    """Hard-link the database (and a WAL left by a crash) into the work directory; [] if impossible."""
+    links: list[Path] = []
+    try:
+        for source in (path, path.with_name(path.name + ".wal")):
+            if source is path or source.exists():
+                target = workdir / (_LINK_NAME + source.name[len(path.name):])
+                os.link(source, target)
+                links.append(target)
+    except OSError:
+        for link in links:
+            link.unlink(missing_ok=True)
+        return []
+    return links
 
-    def fail(kind: str, message: str) -> None:
-        out.write(json.dumps({"ok": False, "kind": kind, "message": message}).encode("utf-8") + b"\n")
-        out.flush()
 
-    config = {
-        "enable_external_access": False,
+def _connect_with_retry(target: Path, path: Path, config: dict[str, Any], busy_retry_s: float
+                        ) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + busy_retry_s
+    while True:
+        try:
+            return duckdb.connect(str(target), read_only=True, config=config)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise Refusal("missing", f"No usable database at {path}: run a sync first. "
+                                         f"(DuckDB: {str(exc).splitlines()[0]})") from None
+            if time.monotonic() >= deadline:
+                raise Refusal("busy", "The database is busy: a sync is loading data right now. "
+                                      "Try again in a few seconds.") from None
+            time.sleep(0.1)
+        except duckdb.Error as exc:
+            raise Refusal("missing", f"No usable database at {path}: run a sync first. "
+                                     f"(DuckDB: {str(exc).splitlines()[0]})") from None
+
+
+def open_sandboxed(request: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """Open the file so that user SQL can reach its tables and nothing else on disk."""
+    path, workdir = Path(request["path"]), Path(request["workdir"])
+    links = _link_database(path, workdir)
+    config: dict[str, Any] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "threads": 1,
         "memory_limit": request["memory_limit"],
-        "lock_configuration": True,
+        # Without the link the database file would be readable, so local files are switched off
+        # altogether, and with them spilling to disk.
+        "temp_directory": str(workdir) if links else "",
+        "max_temp_directory_size": request["max_temp_size"],
     }
-    deadline = time.monotonic() + request["busy_retry_s"]
-    while True:
-        try:
-            con = duckdb.connect(request["path"], read_only=True, config=config)
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
-                fail("busy", "The database is busy: a sync is loading data right now. Try again in a few seconds.")
-                return
-            time.sleep(0.1)
     try:
-        reader = con.execute(request["sql"]).to_arrow_reader(1024)
-        batches: list[pa.RecordBatch] = []
-        kept = 0
-        truncated = False
-        for batch in reader:
-            if kept + batch.num_rows > request["max_rows"]:
-                batches.append(batch.slice(0, request["max_rows"] - kept))
-                truncated = True
-                break
-            batches.append(batch)
-            kept += batch.num_rows
-        table = pa.Table.from_batches(batches, schema=reader.schema)
-    except duckdb.Error as exc:
-        fail(*_describe_error(exc))
+        con = _connect_with_retry(links[0] if links else path, path, config, request["busy_retry_s"])
+    finally:
+        for link in links:
+            link.unlink(missing_ok=True)
+    # Set after opening: DuckDB refuses a temp directory once external access is off, and
+    # disabling the local file system first would stop the database itself from opening.
+    con.execute("SET enable_external_access = false")
+    if not links:
+        con.execute("SET disabled_filesystems = 'LocalFileSystem'")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def check_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Enforce what the parent's courtesy check only explains: exactly one SELECT (SHOW, DESCRIBE,
+    SUMMARIZE included), so nothing can write a file, not even into the temp directory."""
+    statements = con.extract_statements(sql)
+    if len(statements) != 1:
+        raise Refusal("refused", f"The SQL box runs exactly one statement; found {len(statements)}. "
+                                 "Remove the extra ones.")
+    kind = statements[0].type.name
+    if kind == "SELECT":
         return
+    if kind in _FILE_STATEMENTS:
+        raise Refusal("refused", "The SQL box cannot read or write files or the network; query the synced "
+                                 f"tables instead. ({kind} statements are not allowed.)")
+    if kind in _SETTING_STATEMENTS:
+        raise Refusal("refused", "The SQL box cannot change DuckDB settings.")
+    raise Refusal("refused", f"The SQL box is read-only: {kind} statements are not allowed. Use SELECT "
+                             "(or SUMMARIZE/DESCRIBE); tables change only through syncs.")
+
+
+def _rows_within(batch: pa.RecordBatch, budget: int) -> int:
+    """How many leading rows of `batch` fit in `budget` bytes (row sizes vary, so bisect)."""
+    low, high = 0, batch.num_rows
+    while low < high:
+        middle = (low + high + 1) // 2
+        if batch.slice(0, middle).nbytes <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def collect(reader: pa.RecordBatchReader, max_rows: int, max_bytes: int) -> tuple[pa.Table, str | None]:
+    """The leading part of the result within both caps, and which cap cut it ("rows", "bytes" or None)."""
+    batches: list[pa.RecordBatch] = []
+    rows = size = 0
+    cut: str | None = None
+    for batch in reader:
+        if rows + batch.num_rows > max_rows:
+            batch, cut = batch.slice(0, max_rows - rows), "rows"
+        if size + batch.nbytes > max_bytes:
+            batch, cut = batch.slice(0, _rows_within(batch, max_bytes - size)), "bytes"
+            if rows == 0 and batch.num_rows == 0:
+                raise Refusal("too_big", f"A single row of the result is larger than the SQL box's limit of "
+                                         f"{_mb(max_bytes)}; select fewer or shorter columns (for example "
+                                         "left(col, 1000)).")
+        batches.append(batch)
+        rows, size = rows + batch.num_rows, size + batch.nbytes
+        if cut:
+            break
+    return pa.Table.from_batches(batches, schema=reader.schema), cut
+
+
+def _run(request: dict[str, Any]) -> tuple[pa.Table, str | None]:
+    con = open_sandboxed(request)
+    try:
+        check_one_select(con, request["sql"])
+        reader = con.sql(request["sql"]).to_arrow_reader(BATCH_ROWS)  # streams; execute() would materialize all rows
+        return collect(reader, request["max_rows"], request["max_bytes"])
     finally:
         con.close()
-    out.write(json.dumps({"ok": True, "truncated": truncated, "rows": table.num_rows}).encode("utf-8") + b"\n")
+
+
+def _header(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode("utf-8") + b"\n"
+
+
+def main() -> None:
+    """Entry point of the sandboxed process: JSON request on stdin, header line + Arrow IPC on stdout."""
+    request = json.loads(sys.stdin.buffer.read())
+    out = sys.stdout.buffer
+    limit_memory(request["max_memory_bytes"])
+    try:
+        table, cut = _run(request)
+    except Refusal as refusal:
+        out.write(_header({"ok": False, "kind": refusal.kind, "message": refusal.message}))
+        out.flush()
+        return
+    except (duckdb.Error, MemoryError) as exc:
+        kind, message = _describe_error(exc, request)
+        out.write(_header({"ok": False, "kind": kind, "message": message}))
+        out.flush()
+        return
+    out.write(_header({"ok": True, "cut": cut, "rows": table.num_rows}))
     with pa.ipc.new_stream(out, table.schema) as writer:
         writer.write_table(table)
     out.flush()

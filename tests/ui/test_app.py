@@ -15,6 +15,7 @@ import snowflake.connector
 import yaml
 from streamlit.testing.v1 import AppTest
 
+from sfduck_core import preview as preview_core
 from sfduck_core.authdb import AUTH_DB_FILE, AuthDatabase
 from sfduck_core.sessions import Session, SessionTokens, resolve_session_key
 from sfduck_core.store import Store
@@ -385,6 +386,8 @@ def test_history_and_preview_after_a_sync(ui_env: Path) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rows in DuckDB"] == f"{jobs[0]['stats']['rows_processed']:,}"
     assert metrics["Last sync"] == "completed"
+    button(at, "Summarize").click()  # SUMMARIZE scans the table: only on request
+    at.run()
     first_rows, summary = at.dataframe[0].value, at.dataframe[1].value
     assert 0 < len(first_rows) <= 100
     assert set(summary["column_name"]) == set(first_rows.columns)
@@ -428,3 +431,82 @@ def test_empty_history_and_preview_explain_what_to_do(ui_env: Path) -> None:
     assert "No sync has run yet" in at.info[0].value
     open_page(at, "pages/preview.py")
     assert "No table has been synced yet" in at.info[0].value
+
+
+# --- the SQL box's limits (issue 9) ---------------------------------------------------------------
+
+
+def table_synced_by_hand(ui_env: Path) -> None:
+    """A table in the DuckDB file as a sync would leave it, without the time a sync takes."""
+    with Store(ui_env / "sfduck.duckdb").connect() as con:
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{DEMO_SCHEMA}"')
+        con.execute(f'CREATE TABLE "{DEMO_SCHEMA}"."WIDE" AS SELECT range AS id, repeat(\'x\', 10000) AS s '
+                    "FROM range(3000)")
+
+
+def run_sql(at: AppTest, sql: str) -> AppTest:
+    at.text_area[0].input(sql)
+    button(at, "Run query").click()
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def preview_as_analyst(ui_env: Path) -> AppTest:
+    table_synced_by_hand(ui_env)
+    return open_page(logged_in("analyst"), "pages/preview.py")
+
+
+def test_sql_box_shows_types_that_pandas_cannot_as_text(ui_env: Path) -> None:
+    at = run_sql(preview_as_analyst(ui_env),
+                 "SELECT INTERVAL '1 day 2 hours' AS iv, union_value(num := 2)::UNION(num INT, str VARCHAR) AS un, "
+                 "'infinity'::DATE AS d_inf, 170141183460469231731687303715884105727::HUGEINT AS hi, "
+                 "{'a': 1, 'b': [1, 2]} AS st, MAP {'k': 1} AS mp, [1, 2] AS li, '\\x00'::BLOB AS bl, 7 AS n")
+    assert not at.error, texts(at)
+    row = at.dataframe[-1].value.iloc[0].to_dict()
+    assert (row["iv"], row["un"], row["d_inf"], row["mp"], row["li"]) == ("1 day 02:00:00", "2", "infinity",
+                                                                           "{k=1}", "[1, 2]")
+    assert row["n"] == 7
+    assert [d.proto.label for d in at.get("download_button")] == ["Download CSV", "Download Parquet"]
+
+
+def test_sql_box_says_when_the_byte_cap_cut_the_result(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFDUCK_SQL_MAX_BYTES", str(1 << 20))
+    at = preview_as_analyst(ui_env)
+    assert "at most 10,000 rows and 1 MB" in texts(at)
+    run_sql(at, f'SELECT * FROM "{DEMO_SCHEMA}"."WIDE"')
+    assert not at.error, texts(at)
+    assert 0 < len(at.dataframe[-1].value) < 3000
+    assert "cut at 1 MB of data; there are more rows" in texts(at)
+
+
+def test_sql_box_refuses_a_second_query_of_the_same_user(ui_env: Path) -> None:
+    at = preview_as_analyst(ui_env)
+    with preview_core._SLOTS.claim("analyst", 2):  # as if another tab of this user were running one
+        run_sql(at, "SELECT 1 AS x")
+    assert "You already have a query running" in at.error[0].value
+    run_sql(at, "SELECT 1 AS x")
+    assert not at.error and at.dataframe[-1].value["x"].tolist() == [1]
+
+
+def test_summary_only_on_request_and_computed_once(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    summarize = preview_core.summarize
+    monkeypatch.setattr(preview_core, "summarize", lambda *args: calls.append(args[2]) or summarize(*args))
+    at = preview_as_analyst(ui_env)
+    assert len(at.dataframe) == 1 and calls == []  # the first rows only
+    button(at, "Summarize").click()
+    at.run()
+    assert_clean(at)
+    assert set(at.dataframe[1].value["column_name"]) == {"id", "s"}
+    at.run()
+    at.run()
+    assert len(at.dataframe) == 2 and calls == ["WIDE"]
+
+
+def test_sql_box_with_a_relative_database_path(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard's working directory is not the project's, where the child process runs."""
+    monkeypatch.setenv("SFDUCK_DUCKDB_PATH", "sfduck.duckdb")  # relative to ui_env, the cwd
+    at = run_sql(preview_as_analyst(ui_env), f'SELECT count(*) AS n FROM "{DEMO_SCHEMA}"."WIDE"')
+    assert not at.error, texts(at)
+    assert at.dataframe[-1].value["n"].tolist() == [3000]

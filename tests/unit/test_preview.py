@@ -137,7 +137,7 @@ def test_busy_file_is_reported_plainly(db: Path) -> None:
 
 
 def test_missing_database_file(tmp_path: Path) -> None:
-    with pytest.raises(SfduckError, match="sync a table first"):
+    with pytest.raises(SfduckError, match=f"No database at {tmp_path / 'none.duckdb'}: run a sync first"):
         run_read_only_query(tmp_path / "none.duckdb", "SELECT 1")
 
 
