@@ -174,7 +174,7 @@ class Bench:
         self.s2 = Table("2. Arrow transport (connector-shaped chunks -> DuckDB, atomic replace)",
                         "Result chunks as `fetch_arrow_batches()` yields them (pyarrow.Table per chunk, sizes cycling "
                         "32,768/100,000/131,072/250,000 rows, LZ4 IPC decoded on demand, no read-ahead), loaded "
-                        "with sfduck's `load_arrow_batches` (as of the commit in the header) inside sfduck's atomic "
+                        "with sfduck's `spool_arrow_batches` + `load_arrow_spool` (as of the commit in the header) inside sfduck's atomic "
                         "full-sync transaction. Ratio: to the physical reference on the Parquet files of the same rows.")
         self.s3 = Table("3. Incremental upsert of a 10% change set",
                         "Change set = 10% of the base table (half updates of existing keys, half new keys) as stage "
@@ -284,7 +284,7 @@ class Bench:
         rows2 = [
             (ref2, lambda r: {"method": "reference", "db": f"{self.fresh('ref')}/db.duckdb", "data_dir": d},
              self.cleanup),
-            (Row("**sfduck** load_arrow_batches (Store default 256MB)", rows, ref=ref2),
+            (Row("**sfduck** spool + load (Store default 256MB)", rows, ref=ref2),
              lambda r: {"method": "sfduck_arrow", "db": self.copy_db(base, "sfarrow"), "arrow_file": str(arrow)},
              self.cleanup),
             (Row("alternative: one INSERT from a RecordBatchReader (256MB)", rows, ref=ref2),

@@ -123,10 +123,12 @@ def _arrow_chunks(path: str) -> Iterator[pa.Table]:
 
 
 def sfduck_arrow(spec: dict) -> Result:
-    from sfduck_core.transfer import load_arrow_batches
+    from sfduck_core.transfer import load_arrow_spool, spool_arrow_batches
 
     def fill(con: duckdb.DuckDBPyConnection, target: str, desc: Any) -> None:
-        load_arrow_batches(con, target, desc, _arrow_chunks(spec["arrow_file"]))
+        # as the arrow transport does: spool to local Parquet (no lock held), then load
+        spool = spool_arrow_batches(_arrow_chunks(spec["arrow_file"]), desc, Path(spec["db"]).parent / "spool")
+        load_arrow_spool(con, target, desc, spool)
 
     return _sfduck_full_load(spec, fill)
 

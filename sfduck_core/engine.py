@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -34,7 +36,7 @@ from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import case_collisions, local_name_key, qualified, quote_ident, validate_identifier
 from sfduck_core.stats import SyncStats
 from sfduck_core.store import Registration, Store
-from sfduck_core.transfer import Transfer, TransferResult, load_arrow_batches
+from sfduck_core.transfer import ArrowSpool, Transfer, TransferResult, load_arrow_spool, spool_arrow_batches
 from sfduck_core.typemap import ColumnPlan
 
 TRANSPORTS = ("auto", "stage", "arrow")
@@ -295,7 +297,17 @@ class SyncEngine:
 
         transfer = Transfer(self.store, self.settings.data_dir, src, desc, req.transport, run.sync_id, run.report)
         stats.transfer = transfer.result  # a failed job keeps what the transfer got to record
-        transfer.run(where, params, finalize)
+        keys_dir = self.settings.data_dir / "tmp" / f"{run.sync_id}_keys"
+
+        def fetch_keys() -> None:
+            """After the rows (a row deleted in between is then deleted here too), before the lock."""
+            run.report(phase="downloading", message="Reading the primary keys to find deleted rows")
+            plan.source_keys = self._spool_source_keys(run, desc, plan, keys_dir)
+
+        try:
+            transfer.run(where, params, finalize, prefetch=fetch_keys if plan.detect_deletes else None)
+        finally:
+            shutil.rmtree(keys_dir, ignore_errors=True)
 
     def _merge(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
                plan: IncrementalPlan, staging: str, stats: SyncStats) -> None:
@@ -320,15 +332,21 @@ class SyncEngine:
             run.report(phase="swapping", message="Comparing primary keys to find deleted rows")
             stats.rows_deleted = self._delete_missing(con, run, desc, plan)
 
-    def _delete_missing(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
-                        plan: IncrementalPlan) -> int:
+    def _spool_source_keys(self, run: SyncRun, desc: TableDescription, plan: IncrementalPlan,
+                           directory: Path) -> ArrowSpool:
         key_desc = desc.select(plan.primary_key)
-        keys_table = Store.staging_name(run.sync_id) + "_keys"
-        Store.create_table(con, desc.schema_name, keys_table, [(p.name, p.duckdb_type) for p in key_desc.plans])
         with self.source() as key_src:
             where = run.safe_filter.sql if run.safe_filter else None
             _, batches = key_src.arrow_result(key_src.select_sql(key_desc, for_stage=False, where=where))
-            load_arrow_batches(con, qualified(desc.schema_name, keys_table), key_desc, batches)
+            return spool_arrow_batches(batches, key_desc, directory)
+
+    def _delete_missing(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
+                        plan: IncrementalPlan) -> int:
+        assert plan.source_keys is not None, "keys are fetched before the transaction (prefetch)"
+        key_desc = desc.select(plan.primary_key)
+        keys_table = Store.staging_name(run.sync_id) + "_keys"
+        Store.create_table(con, desc.schema_name, keys_table, [(p.name, p.duckdb_type) for p in key_desc.plans])
+        load_arrow_spool(con, qualified(desc.schema_name, keys_table), key_desc, plan.source_keys)
         deleted = delete_missing(con, desc.schema_name, desc.table_name, keys_table, plan.primary_key)
         con.execute(f"DROP TABLE {qualified(desc.schema_name, keys_table)}")
         return deleted
@@ -345,6 +363,7 @@ class IncrementalPlan:
     watermark: Watermark | None = None
     primary_key: tuple[str, ...] = ()
     detect_deletes: bool = False
+    source_keys: ArrowSpool | None = None  # every primary key at the source, when detecting deletes
 
     @property
     def watermark_dict(self) -> dict[str, str] | None:

@@ -20,8 +20,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sfduck_core.errors import SourceError, SyncFailedError
+from sfduck_core.files import private_dir
 from sfduck_core.source import SnowflakeSource, TableDescription
 from sfduck_core.sqlident import qualified
 from sfduck_core.store import Store
@@ -52,6 +54,7 @@ class TransferResult:
 
 
 Finalizer = Callable[[duckdb.DuckDBPyConnection, str, TransferResult], None]
+Prefetch = Callable[[], None]  # more network work to do after the download, before the lock
 
 
 class Transfer:
@@ -65,7 +68,11 @@ class Transfer:
         self.local_dir = data_dir / "tmp" / job_id
         self.result = TransferResult()
 
-    def run(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> TransferResult:
+    def run(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer,
+            prefetch: Prefetch | None = None) -> TransferResult:
+        """Move the rows, then finalize; `prefetch` runs once the rows are local and before DuckDB's
+        write lock is taken, for other reads from Snowflake the finalizer needs (deleted keys)."""
+        self.prefetch = prefetch or (lambda: None)
         if self.transport in ("auto", "stage"):
             try:
                 stage = self.src.create_temp_stage(self.desc.schema_name)
@@ -137,6 +144,7 @@ class Transfer:
                 result.bytes_transferred = received
                 result.download_s = round(time.monotonic() - t0, 3)
             self._drop_stage(stage)  # the files are local now: free the stage before the load
+            self.prefetch()
             t0 = time.monotonic()
             report(phase="loading", rows_total=unloaded.rows_unloaded, rows_done=0, message="Loading into DuckDB")
             with self.store.connect() as con:
@@ -168,25 +176,37 @@ class Transfer:
         t0 = time.monotonic()
         expected, batches = self.src.arrow_result(select_sql, params)
         result.query_s = round(time.monotonic() - t0, 3)
-        report(phase="loading", rows_total=expected, rows_done=0, message="Streaming Arrow batches into DuckDB")
-        t0 = time.monotonic()
-        with self.store.connect() as con:
-            con.execute("BEGIN")
-            try:
-                self._create_staging(con)
-                received = load_arrow_batches(
-                    con, qualified(self.desc.schema_name, self.staging), self.desc, batches,
-                    on_batch=lambda rows, nbytes: report(rows_done=rows, bytes_done=nbytes),
-                )
-                loaded = self._check_count(con, expected)
-                result.bytes_transferred = received
-                result.load_s = round(time.monotonic() - t0, 3)
-                report(rows_done=loaded)
-                finalize(con, self.staging, result)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        local_dir = self.local_dir
+        try:
+            t0 = time.monotonic()
+            report(phase="downloading", rows_total=expected, rows_done=0,
+                   message="Receiving Arrow batches into local Parquet files")
+            spool = spool_arrow_batches(batches, self.desc, local_dir,
+                                        on_batch=lambda rows, nbytes: report(rows_done=rows, bytes_done=nbytes))
+            result.bytes_transferred = spool.bytes_received
+            result.files = sum(len(files) for files in spool.segments)
+            result.download_s = round(time.monotonic() - t0, 3)
+            self.prefetch()
+            t0 = time.monotonic()
+            report(phase="loading", rows_total=expected, rows_done=0, message="Loading into DuckDB")
+            with self.store.connect() as con:
+                con.execute("BEGIN")
+                try:
+                    self._create_staging(con)
+                    load_arrow_spool(con, qualified(self.desc.schema_name, self.staging), self.desc, spool,
+                                     on_fraction=lambda f: report(rows_done=int(f * expected)))
+                    loaded = self._check_count(con, expected)
+                    result.load_s = round(time.monotonic() - t0, 3)
+                    report(rows_done=loaded)
+                    shutil.rmtree(local_dir, ignore_errors=True)  # loaded: the job records that they are gone
+                    result.local_files_deleted = not local_dir.exists()
+                    finalize(con, self.staging, result)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        finally:
+            shutil.rmtree(local_dir, ignore_errors=True)
 
 
 def conversion_failed(exc: Exception) -> SyncFailedError:
@@ -274,24 +294,31 @@ def load_parquet_files(con: duckdb.DuckDBPyConnection, target: str, desc: TableD
         raise conversion_failed(exc) from None
 
 
-def load_arrow_batches(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription,
-                       batches: Iterable[pa.Table],
-                       on_batch: Callable[[int, int], None] | None = None) -> int:
-    """Stream Arrow results into `target`, normally with one INSERT; returns bytes received.
+@dataclass
+class ArrowSpool:
+    """Arrow results written to local Parquet files, one group of files per batch schema."""
 
-    DuckDB pulls batches on demand from a generator (no read-ahead), cut to its 122,880-row
-    row-group size, so memory is bounded by a batch rather than by the table (one INSERT per batch
-    was measured ~2x slower, its memory growing with the table). A stream needs one schema, but
-    the connector's batches can differ (int8 here, int64 or decimal there): batches are widened
-    without loss to a common form (any integer -> int64), and a batch that still differs, such as
-    decimals once values outgrow int64, starts a new INSERT in the same transaction rather than
+    segments: list[list[str]]
+    rows: int = 0
+    bytes_received: int = 0
+
+
+def spool_arrow_batches(batches: Iterable[pa.Table], desc: TableDescription, directory: Path,
+                        on_batch: Callable[[int, int], None] | None = None) -> ArrowSpool:
+    """Write the connector's result chunks to Parquet in `directory`, before any DuckDB lock is
+    taken: the network download (minutes, for a big table) then never blocks readers or other
+    syncs, and memory stays bounded by one chunk.
+
+    The connector's chunks can differ in schema (int8 here, int64 or decimal there): chunks are
+    widened without loss to a common form (any integer -> int64); a chunk that still differs, such
+    as decimals once values outgrow int64, starts a new segment (its own INSERT later) rather than
     being cast lossily. Casting decimal(38,0) for every batch instead cost 4x on such columns.
     """
     names = [p.transfer_name for p in desc.plans]
     fallback = {p.transfer_name: p.arrow_type() for p in desc.plans}
-    exprs = ", ".join(p.duckdb_expression(from_stage=False) for p in desc.plans)
-    counts = {"rows": 0, "bytes": 0}
-    failure: list[BaseException] = []
+    spool = ArrowSpool(segments=[])
+    private_dir(directory)
+    writer: pq.ParquetWriter | None = None
 
     def widened(batch: pa.RecordBatch) -> pa.RecordBatch:
         fields = []
@@ -310,51 +337,39 @@ def load_arrow_batches(con: duckdb.DuckDBPyConnection, target: str, desc: TableD
             schema=schema,
         )
 
-    def rechunked() -> Iterator[pa.RecordBatch]:
+    try:
+        for table in batches:
+            for raw in table.to_batches(max_chunksize=ARROW_BATCH_ROWS):
+                batch = widened(raw.rename_columns(names))
+                if writer is None or not writer.schema.equals(batch.schema):
+                    if writer is not None:
+                        writer.close()
+                    path = directory / f"segment_{len(spool.segments):04d}.parquet"
+                    writer = pq.ParquetWriter(path, batch.schema, compression="snappy")
+                    spool.segments.append([str(path)])
+                writer.write_batch(batch, row_group_size=ARROW_BATCH_ROWS)
+                spool.rows += batch.num_rows
+                spool.bytes_received += batch.nbytes
+                if on_batch is not None:
+                    on_batch(spool.rows, spool.bytes_received)
+            del table
+            pa.default_memory_pool().release_unused()
+    finally:
+        if writer is not None:
+            writer.close()
+    return spool
+
+
+def load_arrow_spool(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription, spool: ArrowSpool,
+                     on_fraction: Callable[[float], None] | None = None) -> None:
+    """Insert a spool, one INSERT per segment, with the Arrow path's casts."""
+    exprs = ", ".join(p.duckdb_expression(from_stage=False) for p in desc.plans)
+    for files in spool.segments:
         try:
-            for table in batches:
-                for batch in table.to_batches(max_chunksize=ARROW_BATCH_ROWS):
-                    batch = widened(batch.rename_columns(names))
-                    counts["rows"] += batch.num_rows
-                    counts["bytes"] += batch.nbytes
-                    if on_batch is not None:
-                        on_batch(counts["rows"], counts["bytes"])
-                    yield batch
-                del table
-                pa.default_memory_pool().release_unused()
-        except BaseException as exc:  # DuckDB would flatten it into its own error type
-            failure.append(exc)
-            raise
-
-    source = rechunked()
-    head = next(source, None)
-    while head is not None:
-        schema = head.schema
-        following: list[pa.RecordBatch | None] = [None]
-
-        def segment(first: pa.RecordBatch = head, schema: pa.Schema = schema,
-                    following: list[pa.RecordBatch | None] = following) -> Iterator[pa.RecordBatch]:
-            yield first
-            for batch in source:
-                if not batch.schema.equals(schema):
-                    following[0] = batch
-                    return
-                yield batch
-
-        con.register("sfduck_arrow_stream", pa.RecordBatchReader.from_batches(schema, segment()))
-        try:
-            con.execute(f"INSERT INTO {target} SELECT {exprs} FROM sfduck_arrow_stream")
-        except duckdb.Error as exc:
-            if failure:
-                raise failure[0] from None
-            if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
-                raise conversion_failed(exc) from None
-            raise
-        finally:
-            with contextlib.suppress(duckdb.Error):  # must not hide the insert's own error
-                con.unregister("sfduck_arrow_stream")
-        head = following[0]
-    return counts["bytes"]
+            with watch_query_progress(con, on_fraction):
+                con.execute(f"INSERT INTO {target} SELECT {exprs} FROM read_parquet(?)", [files])
+        except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
+            raise conversion_failed(exc) from None
 
 
 class _StageRefused(Exception):

@@ -22,7 +22,7 @@ def main() -> None:
     def on_progress(p: SyncProgress) -> None:
         reached = p.phase == phase and (phase != "loading" or p.rows_done > 0)
         if phase == "downloading":
-            reached = p.phase == phase and p.files_done >= 1
+            reached = p.phase == phase and (p.files_done >= 1 or p.rows_done > 0)  # stage files / arrow rows
         if reached:
             print("PAUSED", flush=True)
             time.sleep(3600)

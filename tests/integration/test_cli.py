@@ -105,7 +105,7 @@ def _table_bytes(env: dict[str, str], schema: str, table: str) -> list:
 
 
 @pytest.mark.parametrize(("transport", "phase"), [("stage", "downloading"), ("stage", "swapping"),
-                                                  ("arrow", "loading")])
+                                                  ("arrow", "downloading"), ("arrow", "loading")])
 def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], emulator: EmulatorSettings,
                                                           transport: str, phase: str) -> None:
     assert cli(env, "register", emulator.schema, "data").returncode == 0
@@ -151,3 +151,20 @@ def test_a_failed_sync_names_its_job_which_status_then_shows(env: dict[str, str]
     sync_id = line.split()[2]
     job = json.loads(cli(env, "status", sync_id).stdout)
     assert job["status"] == "failed" and "does not exist" in job["error_message"]
+
+
+@pytest.mark.parametrize("transport", ["stage", "arrow"])
+def test_the_database_is_free_while_a_sync_downloads(env: dict[str, str], emulator: EmulatorSettings,
+                                                     transport: str) -> None:
+    """Issue 9 item 11: the write lock is held only while loading, never during the network part."""
+    assert cli(env, "register", emulator.schema, "data").returncode == 0
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sync_until.py"), emulator.schema,
+                             "data", transport, "downloading"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read() if proc.poll() else "no pause"
+        other = cli(env, "register", emulator.schema, "ORDERS")  # a writer, in another process
+        assert other.returncode == 0, other.stderr
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

@@ -1,9 +1,10 @@
-"""Loading Arrow batches whose schemas disagree, as the connector's chunks can."""
+"""Spooling and loading Arrow batches whose schemas disagree, as the connector's chunks can."""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -12,7 +13,7 @@ import pytest
 from sfduck_core.errors import SyncFailedError
 from sfduck_core.source import SourceColumn, TableDescription
 from sfduck_core.store import Store
-from sfduck_core.transfer import load_arrow_batches
+from sfduck_core.transfer import load_arrow_spool, spool_arrow_batches
 from sfduck_core.typemap import plan_columns
 
 COLUMNS = [("ID", "NUMBER(38,0)"), ("TS", "TIMESTAMP_NTZ(6)"), ("NOTE", "VARCHAR(100)")]
@@ -27,7 +28,7 @@ def batch(ids: pa.Array, ts: pa.Array, notes: pa.Array) -> pa.Table:
     return pa.table({"A": ids, "B": ts, "C": notes})
 
 
-def test_mixed_chunk_schemas_load_exactly() -> None:
+def test_mixed_chunk_schemas_load_exactly(tmp_path: Path) -> None:
     desc = description()
     con = duckdb.connect()
     Store.create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in desc.plans])
@@ -40,8 +41,9 @@ def test_mixed_chunk_schemas_load_exactly() -> None:
         batch(pa.array([4], pa.int16()), pa.array([3_000_000], pa.timestamp("us")), pa.array(["d"])),
     ]
     seen = []
-    received = load_arrow_batches(con, '"S"."T"', desc, chunks, on_batch=lambda rows, _: seen.append(rows))
-    assert received > 0 and seen[-1] == 5
+    spool = spool_arrow_batches(chunks, desc, tmp_path / "spool", on_batch=lambda rows, _: seen.append(rows))
+    assert spool.bytes_received > 0 and seen[-1] == spool.rows == 5
+    load_arrow_spool(con, '"S"."T"', desc, spool)
     rows = con.execute('SELECT * FROM "S"."T" ORDER BY "ID"').fetchall()
     epoch = dt.datetime(1970, 1, 1)
     assert rows == [
@@ -53,11 +55,13 @@ def test_mixed_chunk_schemas_load_exactly() -> None:
     ]
 
 
-def test_a_value_the_target_cannot_hold_is_a_clear_error() -> None:
+def test_a_value_the_target_cannot_hold_is_a_clear_error(tmp_path: Path) -> None:
     columns = [("ID", "NUMBER(18,0)")]
     desc = TableDescription("S", "T", (SourceColumn("ID", "NUMBER(18,0)", True),), (),
                             tuple(plan_columns(columns)))
     con = duckdb.connect()
     Store.create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in desc.plans])
     with pytest.raises(SyncFailedError, match="could not be stored"):
-        load_arrow_batches(con, '"S"."T"', desc, [pa.table({"A": pa.array([Decimal(2**70)], pa.decimal128(38, 0))})])
+        spool = spool_arrow_batches([pa.table({"A": pa.array([Decimal(2**70)], pa.decimal128(38, 0))})], desc,
+                                    tmp_path / "spool")
+        load_arrow_spool(con, '"S"."T"', desc, spool)
