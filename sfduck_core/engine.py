@@ -202,9 +202,21 @@ class SyncEngine:
             if not known:
                 known = self.describe(schema, request.table_name).column_names
             safe_filter = validate_filter(request.where, known)
+        self._remove_stale_downloads()
         sync_id = self.store.start_job(reg, request.strategy, request.transport,
                                        safe_filter.sql if safe_filter else None)
         return SyncRun(self, request, reg, sync_id, safe_filter, on_progress)
+
+    def _remove_stale_downloads(self) -> None:
+        """Download folders of syncs that are not running (killed mid-download) only fill the disk."""
+        downloads = self.settings.data_dir / "tmp"
+        if not downloads.is_dir():
+            return
+        self.store.reap_dead_jobs()
+        running = {job["sync_id"] for job in self.store.running_jobs()}
+        for folder in downloads.iterdir():
+            if folder.name.removesuffix("_keys") not in running:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def sync(self, request: SyncRequest, on_progress: ProgressCallback = ignore_progress) -> dict[str, Any]:
         return self.prepare(request, on_progress).run()
@@ -295,7 +307,8 @@ class SyncEngine:
                 watermark=stats.watermark_after, **status_fields,
             )
 
-        transfer = Transfer(self.store, self.settings.data_dir, src, desc, req.transport, run.sync_id, run.report)
+        transfer = Transfer(self.store, self.settings.data_dir, src, desc, req.transport, run.sync_id, run.report,
+                            source_bytes=info.size_bytes)
         stats.transfer = transfer.result  # a failed job keeps what the transfer got to record
         keys_dir = self.settings.data_dir / "tmp" / f"{run.sync_id}_keys"
 

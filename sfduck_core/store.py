@@ -93,6 +93,8 @@ _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 # Syncs running in this process: a `running` job with our pid that is not in here is dead.
 ACTIVE_SYNCS: set[str] = set()
+# Failures this process could not write down (a full disk): recorded when the job is reaped.
+UNRECORDED_FAILURES: dict[str, str] = {}
 _job_lock = threading.Lock()
 
 
@@ -414,14 +416,19 @@ class Store:
         self._record_status(con, reg, sync_id, "completed", ts, **status_fields)
 
     def fail_job(self, reg: Registration, sync_id: str, message: str, stats: dict[str, Any]) -> None:
+        """Record the failure; if even that fails (the disk that made the sync fail is still full),
+        keep the message in this process, so the job is reaped with its real cause later."""
         ts = now()
-        with self.connect() as con:
-            con.execute(
-                f"UPDATE {META}.sync_jobs SET status = 'failed', completed_at = ?, error_message = ?, stats = ? "
-                "WHERE sync_id = ?",
-                [ts, message, json.dumps(stats, default=_iso), sync_id],
-            )
-            self._record_status(con, reg, sync_id, "failed", ts)
+        try:
+            with self.connect() as con:
+                con.execute(
+                    f"UPDATE {META}.sync_jobs SET status = 'failed', completed_at = ?, error_message = ?, stats = ? "
+                    "WHERE sync_id = ?",
+                    [ts, message, json.dumps(stats, default=_iso), sync_id],
+                )
+                self._record_status(con, reg, sync_id, "failed", ts)
+        except (duckdb.Error, OSError):
+            UNRECORDED_FAILURES[sync_id] = message
 
     def finish(self, sync_id: str) -> None:
         ACTIVE_SYNCS.discard(sync_id)
@@ -437,11 +444,13 @@ class Store:
             if host != me or _job_alive(sync_id, pid, started):
                 continue
             ts = now()
+            message = UNRECORDED_FAILURES.pop(sync_id, None) or (
+                f"The process running this sync (pid {pid}) stopped before it finished; "
+                "the table was left as it was before the sync.")
             con.execute(
                 f"UPDATE {META}.sync_jobs SET status = 'failed', completed_at = ?, error_message = ? "
                 "WHERE sync_id = ?",
-                [ts, f"The process running this sync (pid {pid}) stopped before it finished; "
-                     "the table was left as it was before the sync.", sync_id],
+                [ts, message, sync_id],
             )
             con.execute(
                 f"UPDATE {META}.table_sync_status SET last_status = 'failed' "
@@ -456,6 +465,9 @@ class Store:
     def get_job(self, sync_id: str) -> dict[str, Any] | None:
         jobs = self._jobs("WHERE sync_id = ?", [sync_id])
         return jobs[0] if jobs else None
+
+    def running_jobs(self) -> list[dict[str, Any]]:
+        return self._jobs("WHERE status IN ('pending', 'running')", [])
 
     def history(self, schema: str | None = None, table: str | None = None, limit: int = 1000) -> list[dict]:
         """Jobs, newest first, optionally for one table."""

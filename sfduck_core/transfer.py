@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import shutil
 import threading
 import time
@@ -62,10 +63,12 @@ class Transfer:
     finalizer (swap or merge) inside the same transaction."""
 
     def __init__(self, store: Store, data_dir: Path, src: SnowflakeSource, desc: TableDescription,
-                 transport: str, job_id: str, report: Report):
+                 transport: str, job_id: str, report: Report, source_bytes: int | None = None):
         self.store, self.src, self.desc, self.transport, self.report = store, src, desc, transport, report
         self.staging = Store.staging_name(job_id)
+        self.data_dir = data_dir
         self.local_dir = data_dir / "tmp" / job_id
+        self.source_bytes = source_bytes
         self.result = TransferResult()
 
     def run(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer,
@@ -73,6 +76,15 @@ class Transfer:
         """Move the rows, then finalize; `prefetch` runs once the rows are local and before DuckDB's
         write lock is taken, for other reads from Snowflake the finalizer needs (deleted keys)."""
         self.prefetch = prefetch or (lambda: None)
+        check_free_space(self.source_bytes, self.data_dir, self.store.path)
+        try:
+            return self._run(where, params, finalize)
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise disk_full(exc, self.data_dir, self.store.path) from None
+            raise
+
+    def _run(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer) -> TransferResult:
         if self.transport in ("auto", "stage"):
             try:
                 stage = self.src.create_temp_stage(self.desc.schema_name)
@@ -94,6 +106,20 @@ class Transfer:
                         self._drop_stage(stage)
         self._via_arrow(where, params, finalize)
         return self.result
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Load and finalize in one DuckDB transaction. After a failed COMMIT (a full disk, say)
+        there is no transaction left to roll back; that error must not replace the cause."""
+        with self.store.connect() as con:
+            con.execute("BEGIN")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
 
     def _drop_stage(self, stage: str) -> None:
         try:
@@ -147,24 +173,18 @@ class Transfer:
             self.prefetch()
             t0 = time.monotonic()
             report(phase="loading", rows_total=unloaded.rows_unloaded, rows_done=0, message="Loading into DuckDB")
-            with self.store.connect() as con:
-                con.execute("BEGIN")
-                try:
-                    self._create_staging(con)
-                    load_parquet_files(
-                        con, qualified(self.desc.schema_name, self.staging), self.desc, files,
-                        on_fraction=lambda f: report(rows_done=int(f * unloaded.rows_unloaded)),
-                    )
-                    loaded = self._check_count(con, unloaded.rows_unloaded)
-                    report(rows_done=loaded)
-                    result.load_s = round(time.monotonic() - t0, 3)
-                    shutil.rmtree(local_dir, ignore_errors=True)  # loaded: the job records that they are gone
-                    result.local_files_deleted = not local_dir.exists()
-                    finalize(con, self.staging, result)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+            with self._transaction() as con:
+                self._create_staging(con)
+                load_parquet_files(
+                    con, qualified(self.desc.schema_name, self.staging), self.desc, files,
+                    on_fraction=lambda f: report(rows_done=int(f * unloaded.rows_unloaded)),
+                )
+                loaded = self._check_count(con, unloaded.rows_unloaded)
+                report(rows_done=loaded)
+                result.load_s = round(time.monotonic() - t0, 3)
+                shutil.rmtree(local_dir, ignore_errors=True)  # loaded: the job records that they are gone
+                result.local_files_deleted = not local_dir.exists()
+                finalize(con, self.staging, result)
         finally:
             shutil.rmtree(local_dir, ignore_errors=True)
 
@@ -189,24 +209,69 @@ class Transfer:
             self.prefetch()
             t0 = time.monotonic()
             report(phase="loading", rows_total=expected, rows_done=0, message="Loading into DuckDB")
-            with self.store.connect() as con:
-                con.execute("BEGIN")
-                try:
-                    self._create_staging(con)
-                    load_arrow_spool(con, qualified(self.desc.schema_name, self.staging), self.desc, spool,
-                                     on_fraction=lambda f: report(rows_done=int(f * expected)))
-                    loaded = self._check_count(con, expected)
-                    result.load_s = round(time.monotonic() - t0, 3)
-                    report(rows_done=loaded)
-                    shutil.rmtree(local_dir, ignore_errors=True)  # loaded: the job records that they are gone
-                    result.local_files_deleted = not local_dir.exists()
-                    finalize(con, self.staging, result)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+            with self._transaction() as con:
+                self._create_staging(con)
+                load_arrow_spool(con, qualified(self.desc.schema_name, self.staging), self.desc, spool,
+                                 on_fraction=lambda f: report(rows_done=int(f * expected)))
+                loaded = self._check_count(con, expected)
+                result.load_s = round(time.monotonic() - t0, 3)
+                report(rows_done=loaded)
+                shutil.rmtree(local_dir, ignore_errors=True)  # loaded: the job records that they are gone
+                result.local_files_deleted = not local_dir.exists()
+                finalize(con, self.staging, result)
         finally:
             shutil.rmtree(local_dir, ignore_errors=True)
+
+
+SPACE_MARGIN = 1.5  # Parquet and DuckDB's own format are about as compact as Snowflake's storage
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _existing_parent(path: Path) -> Path:
+    path = Path(path).resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_free_space(source_bytes: int | None, data_dir: Path, duckdb_path: Path) -> None:
+    """Refuse before anything moves when the download and the new DuckDB copy cannot fit."""
+    if not source_bytes:
+        return
+    needs: dict[int, tuple[Path, float]] = {}
+    for place in (_existing_parent(data_dir), _existing_parent(duckdb_path.parent)):
+        device = place.stat().st_dev
+        folder, need = needs.get(device, (place, 0.0))
+        needs[device] = (folder, need + source_bytes * SPACE_MARGIN)
+    for folder, need in needs.values():
+        free = shutil.disk_usage(folder).free
+        if free < need:
+            raise SyncFailedError(
+                f"Not enough free disk space for this sync: it needs about {_human(need)} (the table is "
+                f"{_human(source_bytes)} in Snowflake; its download and its new DuckDB copy) but only "
+                f"{_human(free)} is free at {folder}. Free some space, or point SFDUCK_DATA_DIR / "
+                "SFDUCK_DUCKDB_PATH at a larger disk. Nothing was changed."
+            )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) == errno.ENOSPC or "no space left on device" in str(exc).lower()
+
+
+def disk_full(exc: BaseException, data_dir: Path, duckdb_path: Path) -> SyncFailedError:
+    places = {str(_existing_parent(p)): shutil.disk_usage(_existing_parent(p)).free
+              for p in (data_dir, duckdb_path.parent)}
+    free = ", ".join(f"{_human(n)} free at {p}" for p, n in places.items())
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SyncFailedError(f"No space left on device ({first_line}); now {free}. The table was not changed; "
+                           "free some space and sync again.")
 
 
 def conversion_failed(exc: Exception) -> SyncFailedError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -16,10 +18,11 @@ from sfduck_core.errors import (
     NotRegisteredError,
     SourceError,
     SyncAlreadyRunningError,
+    SyncFailedError,
     TableNotFoundError,
 )
 from sfduck_core.store import META, Store
-from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS
+from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS, ORDER_ROWS
 from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
 from tests.integration.conftest import TEST_DATA_ROWS
 
@@ -273,3 +276,69 @@ def test_tables_differing_only_in_case_are_refused_not_overwritten(engine: SyncE
     finally:
         sf.cursor().execute(f'DROP TABLE IF EXISTS "{schema}"."{mixed}"')
 
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A small tmpfs of its own (root only); without the right to mount, the test is skipped."""
+    import subprocess
+
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_full_disk_says_so_and_leaves_the_table_as_it_was(settings, emulator: EmulatorSettings, tiny_disk: Path,
+                                                            transport: str) -> None:
+    """Issue 9 item 7: the job's error is the full disk and where, not "cannot rollback"."""
+    engine = SyncEngine(dataclasses.replace(settings, duckdb_path=tiny_disk / "sfduck.duckdb"))
+    schema = emulator.schema
+    sync(engine, schema, "ORDERS", transport=transport)
+
+    def fill_the_disk(progress) -> None:
+        if progress.phase == "loading" and not (tiny_disk / "filler").exists():
+            with open(tiny_disk / "filler", "wb") as filler, contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * (64 << 10))
+                    filler.flush()
+
+    engine.register(schema, "data")
+    with pytest.raises(SyncFailedError, match=f"No space left on device.*free at {tiny_disk}"):
+        engine.sync(SyncRequest(schema, "data", transport=transport), fill_the_disk)
+    (tiny_disk / "filler").unlink()
+    engine.store.reap_dead_jobs()
+    job = engine.store.history(schema, "data")[0]
+    assert job["status"] == "failed" and "No space left on device" in job["error_message"]
+    assert "rollback" not in job["error_message"].lower()
+    with engine.store.connect() as con:
+        assert Store.count_rows(con, schema, "ORDERS") == ORDER_ROWS
+        assert not Store.table_exists(con, schema, "data")
+
+
+def test_a_sync_that_cannot_fit_is_refused_before_anything_moves(engine: SyncEngine, emulator: EmulatorSettings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil as shutil_module
+
+    schema = emulator.schema
+    engine.register(schema, "data")
+    real = shutil_module.disk_usage
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(SyncFailedError, match=r"Not enough free disk space.*only 1000 B is free"):
+        engine.sync(SyncRequest(schema, "data"))
+    job = engine.store.history(schema, "data")[0]
+    assert job["stats"].get("transport") is None and job["stats"].get("unload_s") is None  # nothing moved
+
+
+def test_download_folders_left_by_killed_syncs_are_removed(engine: SyncEngine, emulator: EmulatorSettings) -> None:
+    stale = engine.settings.data_dir / "tmp" / "0f0f0f0f-dead-sync"
+    stale.mkdir(parents=True)
+    (stale / "data_0_0_0.snappy.parquet").write_bytes(b"x" * 1000)
+    engine.register(emulator.schema, "ORDERS")
+    engine.sync(SyncRequest(emulator.schema, "ORDERS"))
+    assert not stale.exists()
