@@ -21,7 +21,15 @@ import duckdb
 from sfduck_core.config import Settings, SnowflakeSettings, resolve_snowflake
 from sfduck_core.errors import SfduckError, SyncFailedError, TableNotFoundError
 from sfduck_core.filters import SafeFilter, validate_filter
-from sfduck_core.incremental import Watermark, append, apply_drift, delete_missing, read_watermark, upsert
+from sfduck_core.incremental import (
+    Watermark,
+    append,
+    apply_drift,
+    delete_missing,
+    read_watermark,
+    stale_rows,
+    upsert,
+)
 from sfduck_core.progress import ProgressCallback, SyncProgress, ignore_progress
 from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import qualified, quote_ident, validate_identifier
@@ -272,19 +280,44 @@ class SyncEngine:
         stats["rows_deleted"] = 0
         if plan.detect_deletes:
             run.report(phase="swapping", message="Comparing primary keys to find deleted rows")
-            stats["rows_deleted"] = self._delete_missing(con, run, desc, plan)
+            stats["rows_deleted"] = self._delete_missing(con, run, desc, plan, stats)
 
     def _delete_missing(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
-                        plan: IncrementalPlan) -> int:
-        key_desc = desc.select(plan.primary_key)
+                        plan: IncrementalPlan, stats: dict[str, Any]) -> int:
+        """Delete local rows whose primary key is gone at the source, then catch up on late rows.
+
+        The source's (primary key, incremental key) pairs are streamed: a primary key gone is a
+        delete; a pair the local table lacks is a row committed after an earlier sync but stamped
+        below its watermark (a long transaction), which no watermark bound selects. Those rows are
+        fetched again from the lowest such key up and upserted, so a table with a primary key and
+        delete detection is exact whatever the commit order.
+        """
+        schema, table = desc.schema_name, desc.table_name
+        key_desc = desc.select([*plan.primary_key, plan.key_plan.name])
         keys_table = Store.staging_name(run.sync_id) + "_keys"
-        Store.create_table(con, desc.schema_name, keys_table, [(p.name, p.duckdb_type) for p in key_desc.plans])
+        Store.create_table(con, schema, keys_table, [(p.name, p.duckdb_type) for p in key_desc.plans])
+        user_filter = run.safe_filter.sql if run.safe_filter else None
         with self.source() as key_src:
-            where = run.safe_filter.sql if run.safe_filter else None
-            _, batches = key_src.arrow_result(key_src.select_sql(key_desc, for_stage=False, where=where))
-            load_arrow_batches(con, qualified(desc.schema_name, keys_table), key_desc, batches)
-        deleted = delete_missing(con, desc.schema_name, desc.table_name, keys_table, plan.primary_key)
-        con.execute(f"DROP TABLE {qualified(desc.schema_name, keys_table)}")
+            _, batches = key_src.arrow_result(key_src.select_sql(key_desc, for_stage=False, where=user_filter))
+            load_arrow_batches(con, qualified(schema, keys_table), key_desc, batches)
+            deleted = delete_missing(con, schema, table, keys_table, plan.primary_key)
+            late, lowest = stale_rows(con, schema, table, keys_table, plan.primary_key, plan.key_plan)
+            con.execute(f"DROP TABLE {qualified(schema, keys_table)}")
+            stats["late_rows"] = late
+            if lowest is None:
+                return deleted
+            run.report(phase="swapping", message=f"Fetching {late} row(s) committed below the watermark")
+            bound = f"{quote_ident(plan.key_plan.name)} >= {lowest.snowflake_literal_sql()}"
+            where = f"({user_filter.replace('%', '%%')}) AND {bound}" if user_filter else bound
+            late_table = Store.staging_name(run.sync_id) + "_late"
+            Store.create_table(con, schema, late_table, [(p.name, p.duckdb_type) for p in desc.plans])
+            _, batches = key_src.arrow_result(key_src.select_sql(desc, for_stage=False, where=where), [lowest.value])
+            load_arrow_batches(con, qualified(schema, late_table), desc, batches)
+        merged = upsert(con, schema, table, late_table, [p.name for p in desc.plans], plan.primary_key,
+                        plan.key_plan.name)
+        con.execute(f"DROP TABLE {qualified(schema, late_table)}")
+        stats["rows_inserted"] += merged.rows_inserted
+        stats["rows_updated"] += max(0, late - merged.rows_inserted)
         return deleted
 
 
@@ -349,13 +382,18 @@ class IncrementalPlan:
         """The transfer's WHERE: the user's filter and, when merging, the watermark bound.
 
         With a primary key the bound is inclusive (>=): a row committed late with a key equal to the
-        watermark is fetched again and the upsert makes that harmless. Without one it must be
-        exclusive (>), or every run would duplicate the rows at the watermark.
+        watermark is fetched again and the upsert makes that harmless. Rows whose key is NULL no bound
+        selects, so with a primary key they are fetched again every run (new ones, and rows updated to
+        a NULL key, would otherwise never arrive). Without a primary key the bound must be exclusive
+        (>) and NULL keys are left out, or every run would duplicate those rows.
         """
         if not self.merge or self.watermark is None or self.key_plan is None:
             return user_filter, None
-        op = ">=" if self.primary_key else ">"
-        bound = f"{quote_ident(self.key_plan.name)} {op} {self.watermark.snowflake_literal_sql()}"
+        key = quote_ident(self.key_plan.name)
+        if self.primary_key:
+            bound = f"({key} >= {self.watermark.snowflake_literal_sql()} OR {key} IS NULL)"
+        else:
+            bound = f"{key} > {self.watermark.snowflake_literal_sql()}"
         # with parameters the connector formats the text with %, so the filter's own % are doubled
         where = f"({user_filter.replace('%', '%%')}) AND {bound}" if user_filter else bound
         return where, [self.watermark.value]
