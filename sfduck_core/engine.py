@@ -25,6 +25,7 @@ from sfduck_core.incremental import (
     Watermark,
     append,
     apply_drift,
+    backfill,
     delete_missing,
     read_watermark,
     stale_rows,
@@ -266,6 +267,8 @@ class SyncEngine:
         run.report(phase="swapping", message="Merging the changes in one transaction")
         drift = apply_drift(con, schema, table, desc.plans)
         stats["schema_drift"] = drift.as_dict()
+        if drift.added and plan.primary_key:
+            stats["schema_drift"]["rows_backfilled"] = self._backfill(con, run, desc, plan, drift.added)
         stats["rows_loaded"] = Store.count_rows(con, schema, staging)
         columns = [p.name for p in desc.plans]
         if plan.primary_key:
@@ -281,6 +284,26 @@ class SyncEngine:
         if plan.detect_deletes:
             run.report(phase="swapping", message="Comparing primary keys to find deleted rows")
             stats["rows_deleted"] = self._delete_missing(con, run, desc, plan, stats)
+
+    def _backfill(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
+                  plan: IncrementalPlan, added: Sequence[str]) -> int:
+        """Fill columns just added locally with their source values in the rows already there.
+
+        A column added at the source with a DEFAULT holds it in every existing row, yet no row's
+        incremental key moved, so no bound re-fetches them: the primary key and the new columns are
+        streamed once and written into the local rows.
+        """
+        schema, table = desc.schema_name, desc.table_name
+        fill_desc = desc.select([*plan.primary_key, *added])
+        fill_table = Store.staging_name(run.sync_id) + "_fill"
+        Store.create_table(con, schema, fill_table, [(p.name, p.duckdb_type) for p in fill_desc.plans])
+        with self.source() as fill_src:
+            where = run.safe_filter.sql if run.safe_filter else None
+            _, batches = fill_src.arrow_result(fill_src.select_sql(fill_desc, for_stage=False, where=where))
+            load_arrow_batches(con, qualified(schema, fill_table), fill_desc, batches)
+        filled = backfill(con, schema, table, fill_table, plan.primary_key, added)
+        con.execute(f"DROP TABLE {qualified(schema, fill_table)}")
+        return filled
 
     def _delete_missing(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
                         plan: IncrementalPlan, stats: dict[str, Any]) -> int:

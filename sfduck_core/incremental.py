@@ -208,6 +208,16 @@ def append(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str
     return Store.count_rows(con, schema, staging)
 
 
+def backfill(con: duckdb.DuckDBPyConnection, schema: str, table: str, source_table: str, key: Sequence[str],
+             columns: Sequence[str]) -> int:
+    """Set `columns` of the local rows from `source_table` (key + those columns), matched by key."""
+    sets = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in columns)
+    return int(con.execute(
+        f"UPDATE {qualified(schema, table)} t SET {sets} FROM {qualified(schema, source_table)} s "
+        f"WHERE {_key_match('t', 's', key)}"
+    ).fetchone()[0])
+
+
 def delete_missing(con: duckdb.DuckDBPyConnection, schema: str, table: str, keys_table: str,
                    key: Sequence[str]) -> int:
     """Delete local rows whose key no longer exists at the source (keys streamed into `keys_table`)."""
