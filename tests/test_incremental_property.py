@@ -219,12 +219,14 @@ class IncrementalHistory(RuleBasedStateMachine):
 
 # Bounded for CI: every step talks to the emulator over HTTP, a sync takes ~0.1-0.3 s; these
 # settings run in 15-20 s on the 2-core machine. The seed is the one the property first found
-# failures with (the regressions below replay them); SFDUCK_PROPERTY_SEED / _EXAMPLES explore further.
-# Shrinking stays on: a failure then costs minutes, but prints a short sequence worth replaying.
+# failures with (the regressions below replay them); SFDUCK_PROPERTY_SEED, SFDUCK_PROPERTY_EXAMPLES
+# and SFDUCK_PROPERTY_STEPS explore further. Shrinking stays on: a failure then costs minutes, but
+# prints a short sequence worth replaying.
 PROPERTY_SEED = 0
 PROPERTY_SETTINGS = hypothesis.settings(
-    max_examples=int(os.environ.get("SFDUCK_PROPERTY_EXAMPLES", "20")), stateful_step_count=25, deadline=None,
-    database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    max_examples=int(os.environ.get("SFDUCK_PROPERTY_EXAMPLES", "20")),
+    stateful_step_count=int(os.environ.get("SFDUCK_PROPERTY_STEPS", "25")),
+    deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
 
