@@ -30,7 +30,16 @@ from sfduck_core.errors import (
     TableNotFoundError,
 )
 from sfduck_core.filters import SafeFilter, validate_filter
-from sfduck_core.incremental import Watermark, append, apply_drift, delete_missing, read_watermark, upsert
+from sfduck_core.incremental import (
+    Watermark,
+    append,
+    apply_drift,
+    backfill,
+    delete_missing,
+    read_watermark,
+    stale_rows,
+    upsert,
+)
 from sfduck_core.progress import ProgressCallback, SyncProgress, ignore_progress
 from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import case_collisions, local_name_key, qualified, quote_ident, validate_identifier
@@ -310,25 +319,30 @@ class SyncEngine:
         transfer = Transfer(self.store, self.settings.data_dir, src, desc, req.transport, run.sync_id, run.report,
                             source_bytes=info.size_bytes)
         stats.transfer = transfer.result  # a failed job keeps what the transfer got to record
-        keys_dir = self.settings.data_dir / "tmp" / f"{run.sync_id}_keys"
+        extra_dir = self.settings.data_dir / "tmp" / f"{run.sync_id}_keys"
 
-        def fetch_keys() -> None:
+        def prefetch() -> None:
             """After the rows (a row deleted in between is then deleted here too), before the lock."""
-            run.report(phase="downloading", message="Reading the primary keys to find deleted rows")
-            plan.source_keys = self._spool_source_keys(run, desc, plan, keys_dir)
+            plan.extra = self._prefetch_for_merge(run, desc, plan, extra_dir)
 
         try:
-            transfer.run(where, params, finalize, prefetch=fetch_keys if plan.detect_deletes else None)
+            transfer.run(where, params, finalize, prefetch=prefetch if plan.merge else None)
         finally:
-            shutil.rmtree(keys_dir, ignore_errors=True)
+            shutil.rmtree(extra_dir, ignore_errors=True)
 
     def _merge(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
                plan: IncrementalPlan, staging: str, stats: SyncStats) -> None:
-        """Apply a change set in the caller's transaction: drift first, then upsert or append."""
+        """Apply a change set in the caller's transaction: drift first, then upsert or append, then
+        what the prefetch found (deleted keys, late rows, values of added columns)."""
         schema, table = desc.schema_name, desc.table_name
+        extra = plan.extra or MergeExtras()
         run.report(phase="swapping", message="Merging the changes in one transaction")
         drift = apply_drift(con, schema, table, desc.plans)
         stats.schema_drift = drift.as_dict()
+        if extra.fill is not None:
+            stats.schema_drift["rows_backfilled"] = self._load_and(
+                con, run, "_fill", desc.select([*plan.primary_key, *extra.added]), extra.fill,
+                lambda t: backfill(con, schema, table, t, plan.primary_key, extra.added))
         stats.rows_loaded = Store.count_rows(con, schema, staging)
         columns = [p.name for p in desc.plans]
         if plan.primary_key:
@@ -341,28 +355,100 @@ class SyncEngine:
             stats.rows_inserted, stats.rows_updated = append(con, schema, table, staging, columns), 0
         con.execute(f"DROP TABLE {qualified(schema, staging)}")
         stats.rows_deleted = 0
-        if plan.detect_deletes:
+        if extra.keys is not None:
             run.report(phase="swapping", message="Comparing primary keys to find deleted rows")
-            stats.rows_deleted = self._delete_missing(con, run, desc, plan)
+            stats.rows_deleted = self._load_and(
+                con, run, "_keys", desc.select([*plan.primary_key, plan.key_plan.name]), extra.keys,
+                lambda t: delete_missing(con, schema, table, t, plan.primary_key))
+        if extra.late is not None:
+            stats.late_rows = extra.late_count
+            run.report(phase="swapping", message=f"Merging {extra.late_count} row(s) committed below the watermark")
+            late = self._load_and(con, run, "_late", desc, extra.late,
+                                  lambda t: upsert(con, schema, table, t, columns, plan.primary_key, plan.key_plan.name))
+            stats.rows_inserted = (stats.rows_inserted or 0) + late.rows_inserted
+            stats.rows_updated = (stats.rows_updated or 0) + late.rows_updated
 
-    def _spool_source_keys(self, run: SyncRun, desc: TableDescription, plan: IncrementalPlan,
-                           directory: Path) -> ArrowSpool:
-        key_desc = desc.select(plan.primary_key)
-        with self.source() as key_src:
-            where = run.safe_filter.sql if run.safe_filter else None
-            _, batches = key_src.arrow_result(key_src.select_sql(key_desc, for_stage=False, where=where))
-            return spool_arrow_batches(batches, key_desc, directory)
+    @staticmethod
+    def _load_and(con: duckdb.DuckDBPyConnection, run: SyncRun, suffix: str, part: TableDescription,
+                  spool: ArrowSpool, apply: Callable[[str], Any]) -> Any:
+        """Load a prefetched spool into a scratch table of the transaction, apply it, drop it."""
+        scratch = Store.staging_name(run.sync_id) + suffix
+        Store.create_table(con, part.schema_name, scratch, [(p.name, p.duckdb_type) for p in part.plans])
+        load_arrow_spool(con, qualified(part.schema_name, scratch), part, spool)
+        result = apply(scratch)
+        con.execute(f"DROP TABLE {qualified(part.schema_name, scratch)}")
+        return result
 
-    def _delete_missing(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
-                        plan: IncrementalPlan) -> int:
-        assert plan.source_keys is not None, "keys are fetched before the transaction (prefetch)"
-        key_desc = desc.select(plan.primary_key)
-        keys_table = Store.staging_name(run.sync_id) + "_keys"
-        Store.create_table(con, desc.schema_name, keys_table, [(p.name, p.duckdb_type) for p in key_desc.plans])
-        load_arrow_spool(con, qualified(desc.schema_name, keys_table), key_desc, plan.source_keys)
-        deleted = delete_missing(con, desc.schema_name, desc.table_name, keys_table, plan.primary_key)
-        con.execute(f"DROP TABLE {qualified(desc.schema_name, keys_table)}")
-        return deleted
+    def _prefetch_for_merge(self, run: SyncRun, desc: TableDescription, plan: IncrementalPlan,
+                            directory: Path) -> MergeExtras:
+        """The reads from Snowflake a merge needs beyond the change set, done before DuckDB's
+        write lock is taken (found by the property test in tests/integration/test_incremental_property.py):
+
+        * with delete detection, every (primary key, incremental key) pair: a key gone is a delete;
+          a pair below the watermark that the local table lacks is a row committed late (a long
+          transaction) or re-stamped older, which no watermark bound selects: those rows are
+          fetched from the lowest such key up to the watermark;
+        * with a primary key, the values of columns added at the source in the rows already here
+          (a column added with a DEFAULT holds it in every existing row, and no key moved).
+        """
+        extra = MergeExtras()
+        if not plan.primary_key:
+            return extra
+        user_filter = run.safe_filter.sql if run.safe_filter else None
+        with self.store.connect() as con:
+            local = {name for name, _ in Store.table_columns(con, desc.schema_name, desc.table_name)}
+        extra.added = [p.name for p in desc.plans if p.name not in local]
+        with self.source() as src:
+            def spool(part: TableDescription, name: str, where: str | None = None,
+                      params: list[Any] | None = None) -> ArrowSpool:
+                _, batches = src.arrow_result(src.select_sql(part, for_stage=False, where=where), params)
+                return spool_arrow_batches(batches, part, directory / name)
+
+            if extra.added:
+                run.report(phase="downloading", message="Reading the values of the columns added at the source")
+                extra.fill = spool(desc.select([*plan.primary_key, *extra.added]), "fill", user_filter)
+            if not plan.detect_deletes:
+                return extra
+            run.report(phase="downloading", message="Reading the primary keys to find deleted and late rows")
+            pairs = desc.select([*plan.primary_key, plan.key_plan.name])
+            extra.keys = spool(pairs, "keys", user_filter)
+            extra.late_count, lowest = self._late_rows(run, pairs, plan, extra.keys)
+            if lowest is None:
+                return extra
+            key = quote_ident(plan.key_plan.name)
+            bound = (f"{key} >= {lowest.snowflake_literal_sql()} AND {key} < {plan.watermark.snowflake_literal_sql()}")
+            where = f"({user_filter}) AND {bound}" if user_filter else bound
+            extra.late = spool(desc, "late", where, [lowest.value, plan.watermark.value])
+        return extra
+
+    def _late_rows(self, run: SyncRun, pairs: TableDescription, plan: IncrementalPlan,
+                   keys: ArrowSpool) -> tuple[int, Watermark | None]:
+        """Source pairs below the watermark the local table lacks (rows at or above it, or with a
+        NULL key, come with the change set). Read in a transaction that is rolled back: it leaves
+        nothing behind and holds the lock only for this local comparison."""
+        scratch = Store.staging_name(run.sync_id) + "_pairs"
+        with self.store.connect() as con:
+            con.execute("BEGIN")
+            try:
+                Store.create_table(con, pairs.schema_name, scratch, [(p.name, p.duckdb_type) for p in pairs.plans])
+                load_arrow_spool(con, qualified(pairs.schema_name, scratch), pairs, keys)
+                key = quote_ident(plan.key_plan.name)
+                con.execute(f"DELETE FROM {qualified(pairs.schema_name, scratch)} WHERE {key} IS NULL OR "
+                            f"{key} >= CAST(? AS {plan.watermark.duckdb_type})", [plan.watermark.value])
+                return stale_rows(con, pairs.schema_name, pairs.table_name, scratch, plan.primary_key, plan.key_plan)
+            finally:
+                con.execute("ROLLBACK")
+
+
+@dataclass
+class MergeExtras:
+    """What `_prefetch_for_merge` read from Snowflake for the merge, spooled locally."""
+
+    keys: ArrowSpool | None = None  # (primary key, incremental key) of every source row
+    late: ArrowSpool | None = None  # rows committed below the watermark
+    late_count: int = 0
+    added: list[str] = field(default_factory=list)
+    fill: ArrowSpool | None = None  # primary key + added columns of every source row
 
 
 @dataclass
@@ -376,7 +462,7 @@ class IncrementalPlan:
     watermark: Watermark | None = None
     primary_key: tuple[str, ...] = ()
     detect_deletes: bool = False
-    source_keys: ArrowSpool | None = None  # every primary key at the source, when detecting deletes
+    extra: MergeExtras | None = None  # filled by the prefetch, before the merge's transaction
 
     @property
     def watermark_dict(self) -> dict[str, str] | None:
@@ -432,8 +518,11 @@ class IncrementalPlan:
         """
         if not self.merge or self.watermark is None or self.key_plan is None:
             return user_filter, None
-        op = ">=" if self.primary_key else ">"
-        bound = f"{quote_ident(self.key_plan.name)} {op} {self.watermark.snowflake_literal_sql()}"
+        key = quote_ident(self.key_plan.name)
+        if self.primary_key:  # NULL keys too: such a row can change without its key ever moving
+            bound = f"({key} >= {self.watermark.snowflake_literal_sql()} OR {key} IS NULL)"
+        else:
+            bound = f"{key} > {self.watermark.snowflake_literal_sql()}"
         where = f"({user_filter}) AND {bound}" if user_filter else bound
         return where, [self.watermark.value]
 

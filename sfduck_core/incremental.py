@@ -55,16 +55,33 @@ class Watermark:
 
 def read_watermark(con: duckdb.DuckDBPyConnection, schema: str, table: str, plan: ColumnPlan) -> Watermark | None:
     """max(key) of `table`, rendered without loss: timestamps with every fraction digit, in UTC."""
+    return _key_value(con, plan, "max", f"FROM {qualified(schema, table)}")
+
+
+def _key_value(con: duckdb.DuckDBPyConnection, plan: ColumnPlan, aggregate: str, from_sql: str) -> Watermark | None:
     col = quote_ident(plan.name)
     duck_type = plan.duckdb_type
     if duck_type == "TIMESTAMPTZ":  # rendered in UTC whatever the session's time zone
-        expr = f"strftime(timezone('UTC', max({col})), '%Y-%m-%d %H:%M:%S.%f') || '+00:00'"
+        expr = f"strftime(timezone('UTC', {aggregate}({col})), '%Y-%m-%d %H:%M:%S.%f') || '+00:00'"
     else:
-        expr = f"CAST(max({col}) AS VARCHAR)"
-    value = con.execute(f"SELECT {expr} FROM {qualified(schema, table)}").fetchone()[0]
+        expr = f"CAST({aggregate}({col}) AS VARCHAR)"
+    value = con.execute(f"SELECT {expr} {from_sql}").fetchone()[0]
     if value is None:
         return None
     return Watermark(plan.name, duck_type, str(plan.snowflake_type), value)
+
+
+def stale_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, keys_table: str,
+               key: Sequence[str], plan: ColumnPlan) -> tuple[int, Watermark | None]:
+    """How many source rows (primary key + incremental key, streamed into `keys_table`) the local
+    table lacks, and the lowest incremental key among them: rows committed late below the
+    watermark, or re-stamped with an older key. (0, None) when the local table has them all."""
+    col = quote_ident(plan.name)
+    target, keys = qualified(schema, table), qualified(schema, keys_table)
+    missing = (f"FROM {keys} k WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE "
+               f"{_key_match('t', 'k', key)} AND t.{col} IS NOT DISTINCT FROM k.{col})")
+    count = int(con.execute(f"SELECT count(*) {missing}").fetchone()[0])
+    return count, (_key_value(con, plan, "min", missing) if count else None)
 
 
 @dataclass
@@ -141,7 +158,7 @@ def _key_match(left: str, right: str, key: Sequence[str]) -> str:
 class MergeResult:
     rows_inserted: int = 0
     rows_updated: int = 0
-    rows_unchanged: int = 0  # re-fetched at the inclusive watermark, identical to what we had
+    rows_unchanged: int = 0  # re-fetched at the inclusive watermark or a NULL key, identical to what we had
     duplicate_keys_in_change_set: int = 0
 
 
@@ -152,8 +169,8 @@ def upsert(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str
 
     Snowflake does not enforce primary keys, so a change set can hold one key twice; the row with
     the highest incremental key wins, and the duplicates are counted rather than loaded. Rows
-    re-fetched at the inclusive watermark are counted as unchanged when identical, so the stats
-    do not report updates that did not happen; only those few rows are compared.
+    re-fetched at the inclusive watermark or with a NULL key are counted as unchanged when
+    identical, so the stats do not report updates that did not happen; only those rows are compared.
     """
     target, stage = qualified(schema, table), qualified(schema, staging)
     result = MergeResult()
@@ -168,10 +185,11 @@ def upsert(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str
             f"(PARTITION BY {quote_list(key)} {order}) AS n FROM {stage}) WHERE n > 1)"
         )
     if watermark is not None:
+        wm_col = quote_ident(watermark.column)
         same_row = " AND ".join(f"t.{quote_ident(c)} IS NOT DISTINCT FROM s.{quote_ident(c)}" for c in columns)
         result.rows_unchanged = int(con.execute(
             f"SELECT count(*) FROM {stage} s JOIN {target} t ON {_key_match('t', 's', key)} "
-            f"WHERE s.{quote_ident(watermark.column)} = CAST(? AS {watermark.duckdb_type}) AND {same_row}",
+            f"WHERE (s.{wm_col} = CAST(? AS {watermark.duckdb_type}) OR s.{wm_col} IS NULL) AND {same_row}",
             [watermark.value],
         ).fetchone()[0])
     matched = int(con.execute(
@@ -188,6 +206,16 @@ def append(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str
     cols = quote_list(columns)
     con.execute(f"INSERT INTO {qualified(schema, table)} ({cols}) SELECT {cols} FROM {qualified(schema, staging)}")
     return Store.count_rows(con, schema, staging)
+
+
+def backfill(con: duckdb.DuckDBPyConnection, schema: str, table: str, source_table: str, key: Sequence[str],
+             columns: Sequence[str]) -> int:
+    """Set `columns` of the local rows from `source_table` (key + those columns), matched by key."""
+    sets = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in columns)
+    return int(con.execute(
+        f"UPDATE {qualified(schema, table)} t SET {sets} FROM {qualified(schema, source_table)} s "
+        f"WHERE {_key_match('t', 's', key)}"
+    ).fetchone()[0])
 
 
 def delete_missing(con: duckdb.DuckDBPyConnection, schema: str, table: str, keys_table: str,

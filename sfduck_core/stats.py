@@ -35,6 +35,7 @@ class SyncStats:
     rows_updated: int | None = None
     rows_unchanged: int | None = None
     rows_deleted: int | None = None
+    late_rows: int | None = None  # committed below the watermark, caught by delete detection
     duplicate_keys_in_change_set: int | None = None
     full_load: bool | None = None
     duration_s: float | None = None
