@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfduck_core.engine import SyncEngine, SyncRequest
+from sfduck_core.errors import SyncCancelledError
 from sfduck_core.progress import SyncProgress
 
 
@@ -23,6 +24,7 @@ class BackgroundSync:
     thread: threading.Thread | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    cancelled: bool = False  # ended by a cancel or the time limit, not by a fault
     finished: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -56,6 +58,7 @@ class BackgroundSyncs:
                 bg.result = run.run()
             except Exception as exc:  # the job row already records it; keep the message for the page
                 bg.error = str(exc)
+                bg.cancelled = isinstance(exc, SyncCancelledError)
             finally:
                 bg.finished.set()
 

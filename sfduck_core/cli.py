@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="one sync job")
     p.add_argument("sync_id")
 
+    p = sub.add_parser("cancel", help="stop a running sync (of any process); the table stays as it was")
+    p.add_argument("sync_id")
+
     p = sub.add_parser("history", help="sync jobs of a table, newest first")
     p.add_argument("schema")
     p.add_argument("table")
@@ -134,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         if job is None:
             raise SfduckError(f"No sync job with id {args.sync_id!r}.")
         _print(job)
+    elif args.command == "cancel":
+        _print(engine.cancel(args.sync_id))
     elif args.command == "history":
         engine.store.reap_dead_jobs()
         _print(engine.store.history(engine.default_schema(args.schema), args.table))

@@ -33,10 +33,13 @@ SNOWFLAKE_KEYS = (
     "private_key_file_pwd",
     "authenticator",
     "login_timeout",
+    "network_timeout",
 )
 DEFAULT_DUCKDB_PATH = "data/sfduck.duckdb"
 DEFAULT_DATA_DIR = "data"
 DEFAULT_USERS_FILE = "users.yaml"
+DEFAULT_NETWORK_TIMEOUT_S = 120
+DEFAULT_SYNC_TIMEOUT_S = 6 * 3600
 DEMO_ENV = "SFDUCK_DEMO"  # "1": demo mode even where it would otherwise refuse to start
 # The checkout holding streamlit_app.py: where Streamlit's project files live, whatever the cwd.
 _CHECKOUT = Path(__file__).resolve().parents[1]
@@ -59,6 +62,8 @@ class SnowflakeSettings:
     private_key_file_pwd: str | None = field(default=None, repr=False)
     authenticator: str | None = None
     login_timeout: int | None = None
+    network_timeout: int | None = None
+    statement_timeout: int | None = None  # SFDUCK_SYNC_TIMEOUT: no statement outlives a sync
 
     @property
     def label(self) -> str:
@@ -76,7 +81,13 @@ class SnowflakeSettings:
         if self.private_key_file_pwd:
             kwargs["private_key_file_pwd"] = self.private_key_file_pwd
         kwargs.setdefault("login_timeout", 30)
+        # every request (and its retries) ends within this bound, so an outage fails a sync in
+        # minutes instead of retrying for much longer
+        kwargs.setdefault("network_timeout", DEFAULT_NETWORK_TIMEOUT_S)
+        kwargs["socket_timeout"] = kwargs["network_timeout"]
         kwargs["session_parameters"] = {"TIMEZONE": "UTC"}
+        if self.statement_timeout:
+            kwargs["session_parameters"]["STATEMENT_TIMEOUT_IN_SECONDS"] = int(self.statement_timeout)
         kwargs["arrow_number_to_decimal"] = True
         return kwargs
 
@@ -92,6 +103,7 @@ class Settings:
     session_hours: float = 12.0  # how long a dashboard login (its re-login cookie) lasts
     users_file: Path = Path(DEFAULT_USERS_FILE)
     files_read: tuple[str, ...] = ()  # the .env and secrets files that supplied settings
+    sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S  # a whole sync, download and load included
     sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
 
     @property
@@ -188,7 +200,7 @@ def load_settings(
         return ((APP_DIR or Path.cwd()) / default).resolve()
 
     values: dict[str, Any] = {k: pick(_env_key(k), k) for k in SNOWFLAKE_KEYS}
-    for numeric in ("port", "login_timeout"):
+    for numeric in ("port", "login_timeout", "network_timeout"):
         if values[numeric] not in (None, ""):
             try:
                 values[numeric] = int(values[numeric])
@@ -196,6 +208,8 @@ def load_settings(
                 raise ConfigError(
                     f"{_env_key(numeric)} must be a number, got {values[numeric]!r}."
                 ) from None
+    sync_timeout_s = _positive_number(pick("SFDUCK_SYNC_TIMEOUT"), "SFDUCK_SYNC_TIMEOUT", DEFAULT_SYNC_TIMEOUT_S)
+    values["statement_timeout"] = int(sync_timeout_s)
     snowflake = SnowflakeSettings(**{k: (v if v != "" else None) for k, v in values.items()})
 
     lock_timeout = pick("SFDUCK_LOCK_TIMEOUT")
@@ -228,6 +242,7 @@ def load_settings(
         duckdb_memory_limit=memory_limit,
         session_hours=session_hours,
         users_file=users_file,
+        sync_timeout_s=sync_timeout_s,
         files_read=tuple(files_read),
         sql_max_bytes=sql_max_bytes,
     )

@@ -9,6 +9,7 @@ over one of two transports: `stage` (the spec's COPY INTO a temporary stage as P
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import shutil
@@ -26,6 +27,7 @@ from sfduck_core.errors import (
     ConfigError,
     NameCollisionError,
     SfduckError,
+    SyncCancelledError,
     SyncFailedError,
     TableNotFoundError,
 )
@@ -78,6 +80,9 @@ class SyncRun:
     on_progress: ProgressCallback
     progress: SyncProgress = field(init=False)
     started: float = field(init=False, default_factory=time.monotonic)
+    _stop_reason: str | None = field(init=False, default=None)
+    _checked_at: float = field(init=False, default=0.0)
+    _thread: int | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.progress = SyncProgress(self.sync_id, self.request.schema_name, self.request.table_name)
@@ -85,9 +90,29 @@ class SyncRun:
     def elapsed(self) -> float:
         return round(time.monotonic() - self.started, 3)
 
+    def stop_reason(self, fresh: bool = False) -> str | None:
+        """Why the sync must stop now (an admin's cancel, the time limit), or None. The cancel
+        flag lives in the DuckDB file, so any process can set it; watchers read it at most once a
+        second, the sync's own steps (`fresh`) every time."""
+        if self._stop_reason is None:
+            limit = self.engine.settings.sync_timeout_s
+            if time.monotonic() - self.started > limit:
+                self._stop_reason = (f"Stopped after {limit:g} s (SFDUCK_SYNC_TIMEOUT); the table was left as "
+                                     "it was before the sync.")
+            elif fresh or time.monotonic() - self._checked_at >= 1.0:
+                self._checked_at = time.monotonic()
+                with contextlib.suppress(SfduckError, duckdb.Error):  # a busy file: check next time
+                    if self.engine.store.cancel_requested(self.sync_id):
+                        self._stop_reason = "Cancelled by an admin; the table was left as it was before the sync."
+        return self._stop_reason
+
     def report(self, **changes: Any) -> None:
+        """Publish progress; in the sync's own thread also the place where a cancel takes effect."""
         self.progress = self.progress.advance(**changes)
         self.on_progress(self.progress)
+        if (threading.get_ident() == self._thread and self.progress.phase not in ("done", "failed", "cancelled")
+                and self.stop_reason(fresh=True)):
+            raise SyncCancelledError(self._stop_reason)
 
     def run(self) -> dict[str, Any]:
         return self.engine._execute(self)
@@ -227,11 +252,16 @@ class SyncEngine:
             if folder.name.removesuffix("_keys") not in running:
                 shutil.rmtree(folder, ignore_errors=True)
 
+    def cancel(self, sync_id: str) -> dict[str, Any]:
+        """Ask a running sync (of this or any process) to stop; it ends `cancelled`, table unchanged."""
+        return self.store.request_cancel(sync_id)
+
     def sync(self, request: SyncRequest, on_progress: ProgressCallback = ignore_progress) -> dict[str, Any]:
         return self.prepare(request, on_progress).run()
 
     def _execute(self, run: SyncRun) -> dict[str, Any]:
         stats = SyncStats(strategy=run.request.strategy, filter=run.safe_filter.sql if run.safe_filter else None)
+        run._thread = threading.get_ident()
         try:
             with self.source() as src:
                 self._sync_with_source(src, run, stats)
@@ -241,17 +271,22 @@ class SyncEngine:
             return job
         except BaseException as exc:
             stats.duration_s = run.elapsed()
-            if isinstance(exc, SfduckError):
+            stopped = run.stop_reason() if isinstance(exc, SfduckError | duckdb.Error) else None
+            if stopped:  # however it surfaced (our check, an interrupted DuckDB statement)
+                exc = SyncCancelledError(stopped)
+                message = stopped
+            elif isinstance(exc, SfduckError):
                 message = str(exc)
             elif isinstance(exc, KeyboardInterrupt):
                 message = "Interrupted; the table was left as it was before the sync."
             else:
                 message = f"Internal error ({type(exc).__name__}): {exc}"
-            run.report(phase="failed", message=message)
-            self.store.fail_job(run.registration, run.sync_id, message, stats.as_dict())
+            status = "cancelled" if isinstance(exc, SyncCancelledError) else "failed"
+            run.report(phase=status, message=message)
+            self.store.fail_job(run.registration, run.sync_id, message, stats.as_dict(), status=status)
             # the sync_id lets automation fetch the failed job (`status SYNC_ID`); same error type
             error_type = type(exc) if isinstance(exc, SfduckError) else SyncFailedError
-            raise error_type(f"Sync {run.sync_id} failed: {message}") from exc
+            raise error_type(f"Sync {run.sync_id} {'was cancelled' if stopped else 'failed'}: {message}") from exc
         finally:
             self.store.finish(run.sync_id)
 
@@ -317,7 +352,7 @@ class SyncEngine:
             )
 
         transfer = Transfer(self.store, self.settings.data_dir, src, desc, req.transport, run.sync_id, run.report,
-                            source_bytes=info.size_bytes)
+                            source_bytes=info.size_bytes, should_stop=lambda: run.stop_reason() is not None)
         stats.transfer = transfer.result  # a failed job keeps what the transfer got to record
         extra_dir = self.settings.data_dir / "tmp" / f"{run.sync_id}_keys"
 

@@ -24,7 +24,12 @@ class UnsafeFilterError(SfduckError):
 
 
 class SourceError(SfduckError):
-    """Snowflake refused or could not be reached."""
+    """Snowflake refused or could not be reached. `refused`: Snowflake answered and said no (a
+    statement it would not run), as opposed to an outage, where trying another way is pointless."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class TableNotFoundError(SfduckError):
@@ -49,3 +54,7 @@ class SyncFailedError(SfduckError):
 
 class NameCollisionError(SfduckError):
     """Two Snowflake names (tables or columns) that would be one DuckDB name."""
+
+
+class SyncCancelledError(SfduckError):
+    """An admin cancelled the sync, or it ran past SFDUCK_SYNC_TIMEOUT; the table is as it was."""

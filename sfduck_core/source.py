@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import snowflake.connector
-from snowflake.connector.errors import Error, OperationalError
+from snowflake.connector.errors import Error, OperationalError, ProgrammingError
 
 from sfduck_core.config import SnowflakeSettings
 from sfduck_core.errors import SourceError, TableNotFoundError
@@ -106,7 +106,9 @@ def translate_error(exc: Exception, settings: SnowflakeSettings, doing: str) -> 
     message = _message(exc) if isinstance(exc, Error) else str(exc)
     if settings.password:
         message = message.replace(settings.password, "***")
-    return SourceError(f"Snowflake error while {doing}: {message}")
+    # a ProgrammingError is Snowflake's answer to the statement; anything else (HTTP 5xx, a timeout,
+    # a dropped connection) says nothing about whether another way would be allowed
+    return SourceError(f"Snowflake error while {doing}: {message}", refused=isinstance(exc, ProgrammingError))
 
 
 class SnowflakeSource:

@@ -27,7 +27,13 @@ from typing import Any
 import duckdb
 import psutil
 
-from sfduck_core.errors import ConfigError, NotRegisteredError, StoreBusyError, SyncAlreadyRunningError
+from sfduck_core.errors import (
+    ConfigError,
+    NotRegisteredError,
+    SfduckError,
+    StoreBusyError,
+    SyncAlreadyRunningError,
+)
 from sfduck_core.files import make_private, private_dir
 from sfduck_core.sqlident import qualified, quote_ident
 
@@ -85,6 +91,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     # which Snowflake the file's tables come from ("demo" or the account), claimed on first use
     [f"CREATE TABLE {META}.data_source (label VARCHAR NOT NULL, claimed_at TIMESTAMPTZ NOT NULL)"],
+    # set by `cancel`, from any process; the sync checks it while it runs
+    [f"ALTER TABLE {META}.sync_jobs ADD COLUMN cancel_requested BOOLEAN DEFAULT false"],
 ]
 
 _LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
@@ -415,18 +423,38 @@ class Store:
         )
         self._record_status(con, reg, sync_id, "completed", ts, **status_fields)
 
-    def fail_job(self, reg: Registration, sync_id: str, message: str, stats: dict[str, Any]) -> None:
+    def request_cancel(self, sync_id: str) -> dict[str, Any]:
+        """Ask a running sync to stop; it ends `cancelled` at its next check (within seconds)."""
+        self.reap_dead_jobs()
+        with self.connect() as con:
+            status = con.execute(f"SELECT status FROM {META}.sync_jobs WHERE sync_id = ?", [sync_id]).fetchone()
+            if status is None:
+                raise NotRegisteredError(f"No sync job with id {sync_id!r}.")
+            if status[0] not in ("pending", "running"):
+                raise SfduckError(f"Sync {sync_id} is not running (it is {status[0]}); nothing to cancel.")
+            con.execute(f"UPDATE {META}.sync_jobs SET cancel_requested = true WHERE sync_id = ?", [sync_id])
+        job = self.get_job(sync_id)
+        assert job is not None
+        return job
+
+    def cancel_requested(self, sync_id: str) -> bool:
+        with self.connect() as con:
+            row = con.execute(f"SELECT cancel_requested FROM {META}.sync_jobs WHERE sync_id = ?", [sync_id]).fetchone()
+        return bool(row and row[0])
+
+    def fail_job(self, reg: Registration, sync_id: str, message: str, stats: dict[str, Any],
+                 status: str = "failed") -> None:
         """Record the failure; if even that fails (the disk that made the sync fail is still full),
         keep the message in this process, so the job is reaped with its real cause later."""
         ts = now()
         try:
             with self.connect() as con:
                 con.execute(
-                    f"UPDATE {META}.sync_jobs SET status = 'failed', completed_at = ?, error_message = ?, stats = ? "
+                    f"UPDATE {META}.sync_jobs SET status = ?, completed_at = ?, error_message = ?, stats = ? "
                     "WHERE sync_id = ?",
-                    [ts, message, json.dumps(stats, default=_iso), sync_id],
+                    [status, ts, message, json.dumps(stats, default=_iso), sync_id],
                 )
-                self._record_status(con, reg, sync_id, "failed", ts)
+                self._record_status(con, reg, sync_id, status, ts)
         except (duckdb.Error, OSError):
             UNRECORDED_FAILURES[sync_id] = message
 
@@ -541,6 +569,19 @@ class Store:
                 [schema, table],
             ).fetchall()
         ]
+
+    def ensure_schema(self, schema: str) -> None:
+        """Create a local schema in a transaction of its own: two first syncs into one new schema,
+        each creating it inside its long load transaction, would conflict at commit."""
+        for attempt in range(5):
+            try:
+                with self.connect() as con:
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+                return
+            except duckdb.TransactionException:  # another sync created it at this very moment
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     @staticmethod
     def create_table(con: duckdb.DuckDBPyConnection, schema: str, table: str,

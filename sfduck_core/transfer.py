@@ -63,12 +63,14 @@ class Transfer:
     finalizer (swap or merge) inside the same transaction."""
 
     def __init__(self, store: Store, data_dir: Path, src: SnowflakeSource, desc: TableDescription,
-                 transport: str, job_id: str, report: Report, source_bytes: int | None = None):
+                 transport: str, job_id: str, report: Report, source_bytes: int | None = None,
+                 should_stop: Callable[[], bool] = lambda: False):
         self.store, self.src, self.desc, self.transport, self.report = store, src, desc, transport, report
         self.staging = Store.staging_name(job_id)
         self.data_dir = data_dir
         self.local_dir = data_dir / "tmp" / job_id
         self.source_bytes = source_bytes
+        self.should_stop = should_stop
         self.result = TransferResult()
 
     def run(self, where: str | None, params: Sequence[Any] | None, finalize: Finalizer,
@@ -89,7 +91,7 @@ class Transfer:
             try:
                 stage = self.src.create_temp_stage(self.desc.schema_name)
             except SourceError as exc:
-                if self.transport == "stage":
+                if self.transport == "stage" or not exc.refused:  # an outage is no reason to switch
                     raise
                 self.result.fallback_reason = f"stage unavailable, used arrow: {exc}"
             else:
@@ -111,6 +113,7 @@ class Transfer:
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Load and finalize in one DuckDB transaction. After a failed COMMIT (a full disk, say)
         there is no transaction left to roll back; that error must not replace the cause."""
+        self.store.ensure_schema(self.desc.schema_name)
         with self.store.connect() as con:
             con.execute("BEGIN")
             try:
@@ -150,6 +153,8 @@ class Transfer:
         try:
             unloaded = self.src.unload(stage, prefix, select_sql, params=params)
         except SourceError as exc:
+            if not exc.refused:
+                raise
             raise _StageRefused(str(exc)) from None
         result.unload_s = round(time.monotonic() - t0, 3)
         result.rows_unloaded = unloaded.rows_unloaded
@@ -178,6 +183,7 @@ class Transfer:
                 load_parquet_files(
                     con, qualified(self.desc.schema_name, self.staging), self.desc, files,
                     on_fraction=lambda f: report(rows_done=int(f * unloaded.rows_unloaded)),
+                    should_stop=self.should_stop,
                 )
                 loaded = self._check_count(con, unloaded.rows_unloaded)
                 report(rows_done=loaded)
@@ -212,7 +218,8 @@ class Transfer:
             with self._transaction() as con:
                 self._create_staging(con)
                 load_arrow_spool(con, qualified(self.desc.schema_name, self.staging), self.desc, spool,
-                                 on_fraction=lambda f: report(rows_done=int(f * expected)))
+                                 on_fraction=lambda f: report(rows_done=int(f * expected)),
+                                 should_stop=self.should_stop)
                 loaded = self._check_count(con, expected)
                 result.load_s = round(time.monotonic() - t0, 3)
                 report(rows_done=loaded)
@@ -306,16 +313,19 @@ def polling(tick: Callable[[], None], interval_s: float, name: str) -> Iterator[
 
 @contextlib.contextmanager
 def watch_query_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float], None] | None,
-                         interval_s: float = 0.5) -> Iterator[None]:
+                         interval_s: float = 0.5, should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
     """Report the running statement's completed fraction: one INSERT of all files is fastest, and
-    DuckDB's own progress keeps the user informed during it."""
-    if report is None:
+    DuckDB's own progress keeps the user informed during it. A cancel interrupts the statement."""
+    if report is None and should_stop is None:
         yield
         return
 
     def tick() -> None:
+        if should_stop is not None and should_stop():
+            con.interrupt()
+            return
         percent = con.query_progress()
-        if percent >= 0:
+        if report is not None and percent >= 0:
             report(min(percent, 100.0) / 100.0)
 
     with polling(tick, interval_s, "sfduck-load-progress"):
@@ -342,7 +352,8 @@ def watch_downloads(local_dir: Path, names: Sequence[str], report: Report, inter
 
 
 def load_parquet_files(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription,
-                       files: Sequence[str], on_fraction: Callable[[float], None] | None = None) -> None:
+                       files: Sequence[str], on_fraction: Callable[[float], None] | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> None:
     """Insert unloaded Parquet files, cast column by column to the target types.
 
     `union_by_name` plus explicit casts make files whose physical types disagree (Snowflake's
@@ -352,7 +363,7 @@ def load_parquet_files(con: duckdb.DuckDBPyConnection, target: str, desc: TableD
         return
     exprs = ", ".join(p.duckdb_expression(from_stage=True) for p in desc.plans)
     try:
-        with watch_query_progress(con, on_fraction):
+        with watch_query_progress(con, on_fraction, should_stop=should_stop):
             con.execute(f"INSERT INTO {target} SELECT {exprs} FROM read_parquet(?, union_by_name = true)",
                         [list(files)])
     except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
@@ -426,12 +437,13 @@ def spool_arrow_batches(batches: Iterable[pa.Table], desc: TableDescription, dir
 
 
 def load_arrow_spool(con: duckdb.DuckDBPyConnection, target: str, desc: TableDescription, spool: ArrowSpool,
-                     on_fraction: Callable[[float], None] | None = None) -> None:
+                     on_fraction: Callable[[float], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> None:
     """Insert a spool, one INSERT per segment, with the Arrow path's casts."""
     exprs = ", ".join(p.duckdb_expression(from_stage=False) for p in desc.plans)
     for files in spool.segments:
         try:
-            with watch_query_progress(con, on_fraction):
+            with watch_query_progress(con, on_fraction, should_stop=should_stop):
                 con.execute(f"INSERT INTO {target} SELECT {exprs} FROM read_parquet(?)", [files])
         except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
             raise conversion_failed(exc) from None

@@ -74,6 +74,7 @@ class EmulatorApp:
         self.password = password
         self.temp_stages: dict[str, set[str]] = {}
         self.prevent_internal_unload = False
+        self.unload_http_status: int | None = None  # an outage on COPY INTO, for tests
         self._lock = threading.Lock()
         routes = [
             Route("/session/v1/login-request", self.login, methods=["POST"]),
@@ -196,6 +197,10 @@ class EmulatorApp:
         """Only PREVENT_UNLOAD_TO_INTERNAL_STAGES, so tests can see sfduck fall back to arrow
         exactly as it must on accounts that forbid internal-stage unloads."""
         words = [t.upper for t in toks if t.kind == "word"]
+        if "SFDUCK_UNLOAD_HTTP_STATUS" in words:  # the emulator's own: unloads answer with this status
+            numbers = [t.text for t in toks if t.text.isdigit()]
+            self.unload_http_status = int(numbers[0]) if words[2] == "SET" and numbers else None
+            return status_response(conn, "Statement executed successfully.")
         if "PREVENT_UNLOAD_TO_INTERNAL_STAGES" not in words:
             raise unsupported("ALTER ACCOUNT other than PREVENT_UNLOAD_TO_INTERNAL_STAGES")
         self.prevent_internal_unload = words[2] == "SET" and "TRUE" in words
@@ -204,6 +209,8 @@ class EmulatorApp:
     def _copy_into_stage(
         self, conn: FakeSnowflakeConnection, toks: list[Token], sql: str, body: dict[str, Any]
     ) -> Response:
+        if self.unload_http_status:
+            return Response(status_code=self.unload_http_status, content=b"Service Unavailable")
         if self.prevent_internal_unload:
             raise snowflake.connector.errors.ProgrammingError(
                 msg="Unload to internal stage is not allowed by the account parameter "

@@ -10,6 +10,7 @@ import streamlit as st
 
 from sfduck_core.background import BackgroundSync
 from sfduck_core.catalog import human_bytes
+from sfduck_core.errors import SfduckError
 from sfduck_core.progress import SyncProgress
 from sfduck_ui.context import AppContext
 
@@ -38,9 +39,16 @@ def describe_progress(p: SyncProgress) -> str:
     return f"{table}: {p.phase}" + (f" ({p.message})" if p.message else "")
 
 
-def _render_running(bg: BackgroundSync) -> None:
+def _render_running(ctx: AppContext, bg: BackgroundSync) -> None:
     p = bg.progress
     with st.status(describe_progress(p), state="running", expanded=True):
+        if st.button("Cancel this sync", key=f"cancel_{bg.sync_id}", icon=":material/cancel:",
+                     help="Stops it within seconds; the table stays as it was before the sync."):
+            try:
+                ctx.engine.cancel(bg.sync_id)
+                st.toast(f"Cancelling the sync of {p.schema_name}.{p.table_name}")
+            except SfduckError as exc:
+                st.warning(str(exc))
         st.progress(p.fraction or 0.0, text=p.message or p.phase)
         rows_total = f"{p.rows_total:,}" if p.rows_total is not None else "?"
         st.caption(f"Phase: **{p.phase}** · rows {p.rows_done:,} of {rows_total}"
@@ -50,6 +58,9 @@ def _render_running(bg: BackgroundSync) -> None:
 
 def _render_finished(bg: BackgroundSync) -> None:
     table = f"{bg.request.schema_name}.{bg.request.table_name}"
+    if bg.cancelled:
+        st.warning(f"Sync of {table}: {bg.error}", icon=":material/cancel:")
+        return
     if bg.error is not None:
         st.error(f"Sync of {table} failed: {bg.error}", icon=":material/error:")
         return
@@ -73,7 +84,7 @@ def _render_all(ctx: AppContext) -> bool:
     """Draw running syncs (anyone's) and this session's finished ones; True if any is running."""
     running = ctx.syncs.running()
     for bg in running:
-        _render_running(bg)
+        _render_running(ctx, bg)
     mine = [ctx.syncs.get(sync_id) for sync_id in st.session_state.get(_MY_SYNCS_KEY, [])]
     for bg in reversed([b for b in mine if b is not None and not b.running]):
         _render_finished(bg)
