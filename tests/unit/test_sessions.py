@@ -11,22 +11,10 @@ import pytest
 from sfduck_core.authdb import AuthDatabase
 from sfduck_core.errors import ConfigError
 from sfduck_core.sessions import SESSION_KEY_FILE, SessionTokens, check_key_strength, resolve_session_key
+from tests.unit.conftest import FakeClock
 
 STRONG_KEY = "Jv3Qm8x1ZpL0sT7wYb2Nc5Rd9Kf4Hg6UaEoXiWqPzMl"
 EXAMPLE_FILE = Path(__file__).resolve().parents[2] / ".streamlit" / "secrets.toml.example"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from sfduck_core.users import (
     hash_password,
     load_users,
 )
+from tests.unit.conftest import FakeClock
 
 
 def write_users(path: Path, users: dict) -> Path:
@@ -121,19 +122,6 @@ def test_not_a_mapping_is_explained(tmp_path: Path) -> None:
     path.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="usernames"):
         load_users(demo=True, path=path)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
