@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -156,6 +157,11 @@ def load_users(demo: bool, path: Path) -> UserDirectory:
     """
     users: dict[str, dict[str, Any]] = {}
     if path.is_file():
+        if path.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(
+                f"{path} can be changed by other users of this machine, who could make themselves admin: "
+                f"run `chmod 600 {path}` (owner-only is best: it holds password hashes)."
+            )
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:

@@ -215,3 +215,13 @@ def test_real_users_are_never_shadowed_by_demo_users(tmp_path: Path, strong_hash
     users = load_users(demo=True, path=path)
     assert users.verify("admin", "correct horse battery")
     assert not users.verify("admin", "admin")
+
+
+def test_a_users_file_others_can_change_is_refused(tmp_path: Path, strong_hash: str) -> None:
+    """Issue 9 item 12: whoever can write the users file can make themselves admin."""
+    path = write_users(tmp_path / "users.yaml", {"jdoe": {"password": strong_hash, "roles": ["admin"]}})
+    path.chmod(0o666)
+    with pytest.raises(ConfigError, match="can be changed by other users.*chmod 600"):
+        load_users(demo=False, path=path)
+    path.chmod(0o600)
+    assert load_users(demo=False, path=path).roles_of("jdoe") == ["admin"]
