@@ -60,7 +60,7 @@ if submitted:
                 incremental_key=None if incremental_key == NO_INCREMENTAL_KEY else incremental_key,
                 detect_deletes=detect_deletes,
                 include_columns=chosen if mode == ONLY_THESE else (),
-                exclude_columns=chosen if mode == ALL_EXCEPT else (),
+                exclude_columns=chosen if mode == ALL_EXCEPT else (), actor=viewer.username,
             )
             st.success(f"Registered {registration.schema_name}.{registration.table_name}. "
                        "Start a sync on the Sync page.", icon=":material/check_circle:")
@@ -83,6 +83,6 @@ if active:
     target = st.selectbox("Registered table", list(active), key="unregister_table")
     if st.button("Unregister", icon=":material/playlist_remove:"):
         with user_errors(f"unregistering {target}"):
-            engine.unregister(active[target].schema_name, active[target].table_name)
+            engine.unregister(active[target].schema_name, active[target].table_name, actor=viewer.username)
             flash(f"Unregistered {target}. Its synced data and sync history are kept.")
             st.rerun()

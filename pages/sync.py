@@ -49,7 +49,8 @@ if start:
     with user_errors(f"starting the sync of {label}"):
         request = SyncRequest(
             schema_name=registration.schema_name, table_name=registration.table_name, strategy=strategy,
-            transport=transport, where=where.strip() or None, force=force,
+            transport=transport, where=where.strip() or None, force=force, trigger="dashboard",
+            started_by=viewer.username,
             incremental_key=None if strategy != "incremental" or incremental_key == key_options[0]
             else incremental_key,
         )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sfduck_core.config import load_settings
-from sfduck_core.errors import SfduckError
+from sfduck_core.errors import JobNotFoundError, SfduckError
 from sfduck_core.plugins import command, snowflake_source
 from sfduck_core.progress import SyncProgress, ignore_progress
 
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         engine.store.reap_dead_jobs()
         job = engine.store.get_job(args.sync_id)
         if job is None:
-            raise SfduckError(f"No sync job with id {args.sync_id!r}.")
+            raise JobNotFoundError(f"No sync job with id {args.sync_id!r}.")
         _print(job)
     elif args.command == "cancel":
         _print(engine.cancel(args.sync_id))

@@ -105,6 +105,12 @@ class Settings:
     files_read: tuple[str, ...] = ()  # the .env and secrets files that supplied settings
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S  # a whole sync, download and load included
     sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
+    max_parallel_syncs: int = 2  # syncs moving data at once in a server process; others queue
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)  # apprise URLs (they may hold tokens)
+    notify_on_success: bool = False
+    schedule_failure_limit: int = 5  # consecutive failures after which a schedule pauses itself
+    job_retention_days: float | None = None  # finished jobs older than this are pruned (None: kept)
+    server_url: str | None = None  # the CLI drives this running server instead of the DuckDB file
 
     @property
     def source_label(self) -> str:
@@ -217,6 +223,10 @@ def load_settings(
     session_hours = _positive_number(pick("SFDUCK_SESSION_HOURS"), "SFDUCK_SESSION_HOURS", 12.0)
     users_file = path_setting("SFDUCK_USERS_FILE", DEFAULT_USERS_FILE)
     sql_max_bytes = int(_positive_number(pick("SFDUCK_SQL_MAX_BYTES"), "SFDUCK_SQL_MAX_BYTES", 32 << 20))
+    max_parallel = int(_positive_number(pick("SFDUCK_MAX_PARALLEL_SYNCS"), "SFDUCK_MAX_PARALLEL_SYNCS", 2))
+    failure_limit = int(_positive_number(pick("SFDUCK_SCHEDULE_FAILURE_LIMIT"), "SFDUCK_SCHEDULE_FAILURE_LIMIT", 5))
+    retention = pick("SFDUCK_JOB_RETENTION_DAYS")
+    notify_urls = tuple(u.strip() for u in str(pick("SFDUCK_NOTIFY_URLS") or "").replace("\n", " ").split() if u.strip())
     demo = not snowflake.account
     if not demo and not (snowflake.password or snowflake.private_key_file or snowflake.authenticator):
         raise ConfigError(
@@ -245,4 +255,10 @@ def load_settings(
         sync_timeout_s=sync_timeout_s,
         files_read=tuple(files_read),
         sql_max_bytes=sql_max_bytes,
+        max_parallel_syncs=max_parallel,
+        notify_urls=notify_urls,
+        notify_on_success=str(pick("SFDUCK_NOTIFY_ON_SUCCESS") or "").lower() in ("1", "true", "yes"),
+        schedule_failure_limit=failure_limit,
+        job_retention_days=_positive_number(retention, "SFDUCK_JOB_RETENTION_DAYS", 0) if retention else None,
+        server_url=(pick("SFDUCK_SERVER_URL") or None),
     )

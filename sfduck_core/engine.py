@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import shutil
 import threading
 import time
@@ -53,6 +54,9 @@ from sfduck_core.typemap import ColumnPlan
 TRANSPORTS = ("auto", "stage", "arrow")
 SnowflakeProvider = Callable[[], SnowflakeSettings]
 STRATEGIES = ("full", "incremental")
+TRIGGERS = ("cli", "dashboard", "api", "schedule")
+JobListener = Callable[[dict[str, Any]], None]
+_log = logging.getLogger("sfduck.engine")
 
 
 @dataclass
@@ -66,6 +70,8 @@ class SyncRequest:
     primary_key: Sequence[str] | None = None
     detect_deletes: bool | None = None
     force: bool = False
+    trigger: str = "cli"  # what started it: one of TRIGGERS
+    started_by: str | None = None  # the user behind the trigger (None for the command line)
 
 
 @dataclass
@@ -121,10 +127,14 @@ class SyncRun:
 class SyncEngine:
     """The one entry point front ends use; it owns settings, the store and the source sessions."""
 
-    def __init__(self, settings: Settings, snowflake: SnowflakeProvider | None = None, store: Store | None = None):
+    def __init__(self, settings: Settings, snowflake: SnowflakeProvider | None = None, store: Store | None = None,
+                 on_job_end: JobListener | None = None):
         """`snowflake` says where to connect, asked once on first use (so that an embedded
-        emulator starts only when needed); by default the configured account."""
+        emulator starts only when needed); by default the configured account. `on_job_end` hears
+        about every job that ends (completed, failed or cancelled), e.g. to notify someone; what it
+        raises is logged and never changes the sync's outcome."""
         self.settings = settings
+        self.on_job_end = on_job_end
         self.store = store or Store(settings.duckdb_path, settings.lock_timeout_s, settings.duckdb_memory_limit)
         self._provider = snowflake or self._configured_account
         self._snowflake: SnowflakeSettings | None = None
@@ -148,6 +158,11 @@ class SyncEngine:
     def source(self) -> SnowflakeSource:
         return SnowflakeSource(self.snowflake)
 
+    def ping_snowflake(self) -> None:
+        """Log in and run a trivial query: raises SourceError (with the reason) when that fails."""
+        with self.source() as src:
+            src.query("SELECT 1", doing="checking that Snowflake answers")
+
     def default_schema(self, schema: str | None = None) -> str:
         schema = schema or self.snowflake.schema
         if not schema:
@@ -166,8 +181,10 @@ class SyncEngine:
 
     def register(self, schema: str, table: str, *, incremental_key: str | None = None,
                  primary_key: Sequence[str] | None = None, detect_deletes: bool = False,
-                 include_columns: Sequence[str] = (), exclude_columns: Sequence[str] = ()) -> Registration:
-        """Verify the table exists in Snowflake, check the chosen columns, then record it."""
+                 include_columns: Sequence[str] = (), exclude_columns: Sequence[str] = (),
+                 actor: str | None = None) -> Registration:
+        """Verify the table exists in Snowflake, check the chosen columns, then record it (and who
+        did, `actor`, in the audit log)."""
         self.store.claim_source(self.settings.source_label)
         desc = self.describe(schema, table)
         names = desc.column_names
@@ -191,10 +208,12 @@ class SyncEngine:
             raise SfduckError(
                 f"Primary-key and incremental-key columns cannot be left out: {', '.join(sorted(dropped))}."
             )
-        return self.store.upsert_registration(
+        reg = self.store.upsert_registration(
             desc.schema_name, desc.table_name, incremental_key=incremental_key, primary_key=key,
             detect_deletes=detect_deletes, include_columns=include_columns, exclude_columns=exclude_columns,
         )
+        self.store.audit("register", actor, reg, reg.as_dict())
+        return reg
 
     def _refuse_name_collisions(self, schema: str, table: str) -> None:
         """Another registered table that DuckDB would store under the same name would be
@@ -209,14 +228,18 @@ class SyncEngine:
                     "through a Snowflake view with another name (CREATE VIEW ... AS SELECT * FROM ...)."
                 )
 
-    def unregister(self, schema: str, table: str) -> Registration:
+    def unregister(self, schema: str, table: str, actor: str | None = None) -> Registration:
         """Mark inactive; history and synced data stay for auditing."""
-        return self.store.deactivate(self.default_schema(schema), validate_identifier(table, "table name"))
+        reg = self.store.deactivate(self.default_schema(schema), validate_identifier(table, "table name"))
+        self.store.audit("unregister", actor, reg)
+        return reg
 
     # --- syncing ---------------------------------------------------------------------------
 
-    def prepare(self, request: SyncRequest, on_progress: ProgressCallback = ignore_progress) -> SyncRun:
-        """Validate everything that can be validated locally, then create the job.
+    def prepare(self, request: SyncRequest, on_progress: ProgressCallback = ignore_progress,
+                queued: bool = False) -> SyncRun:
+        """Validate everything that can be validated locally, then create the job (`pending` when
+        `queued`: it waits for an executor slot and becomes `running` when it starts).
 
         Bad input fails here, before Snowflake is contacted and before anything is written.
         """
@@ -224,6 +247,8 @@ class SyncEngine:
             raise SfduckError(f"Unknown strategy {request.strategy!r}; use one of {', '.join(STRATEGIES)}.")
         if request.transport not in TRANSPORTS:
             raise SfduckError(f"Unknown transport {request.transport!r}; use one of {', '.join(TRANSPORTS)}.")
+        if request.trigger not in TRIGGERS:
+            raise SfduckError(f"Unknown trigger {request.trigger!r}; use one of {', '.join(TRIGGERS)}.")
         schema = self.default_schema(request.schema_name)
         validate_identifier(request.table_name, "table name")
         request = dataclasses.replace(request, schema_name=schema)  # the caller's request stays as given
@@ -238,7 +263,8 @@ class SyncEngine:
             safe_filter = validate_filter(request.where, known)
         self._remove_stale_downloads()
         sync_id = self.store.start_job(reg, request.strategy, request.transport,
-                                       safe_filter.sql if safe_filter else None)
+                                       safe_filter.sql if safe_filter else None, trigger=request.trigger,
+                                       started_by=request.started_by, queued=queued)
         return SyncRun(self, request, reg, sync_id, safe_filter, on_progress)
 
     def _remove_stale_downloads(self) -> None:
@@ -262,7 +288,9 @@ class SyncEngine:
     def _execute(self, run: SyncRun) -> dict[str, Any]:
         stats = SyncStats(strategy=run.request.strategy, filter=run.safe_filter.sql if run.safe_filter else None)
         run._thread = threading.get_ident()
+        run.started = time.monotonic()  # SFDUCK_SYNC_TIMEOUT counts from here, not from a wait in a queue
         try:
+            self.store.mark_running(run.sync_id)
             with self.source() as src:
                 self._sync_with_source(src, run, stats)
             run.report(phase="done", message="Sync completed")
@@ -289,6 +317,17 @@ class SyncEngine:
             raise error_type(f"Sync {run.sync_id} {'was cancelled' if stopped else 'failed'}: {message}") from exc
         finally:
             self.store.finish(run.sync_id)
+            self._announce_end(run.sync_id)
+
+    def _announce_end(self, sync_id: str) -> None:
+        if self.on_job_end is None:
+            return
+        try:
+            job = self.store.get_job(sync_id)
+            if job is not None:
+                self.on_job_end(job)
+        except Exception:  # a listener (a notification) never fails or changes a sync
+            _log.exception("listener of the end of sync %s failed", sync_id)
 
     def _sync_with_source(self, src: SnowflakeSource, run: SyncRun, stats: SyncStats) -> None:
         req, reg = run.request, run.registration

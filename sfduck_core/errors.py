@@ -44,6 +44,10 @@ class SyncAlreadyRunningError(SfduckError):
     pass
 
 
+class JobNotFoundError(SfduckError):
+    """No sync job (or schedule) with the id a caller gave."""
+
+
 class StoreBusyError(SfduckError):
     """The DuckDB file is held by another process for longer than we are willing to wait."""
 

@@ -29,10 +29,12 @@ import psutil
 
 from sfduck_core.errors import (
     ConfigError,
+    JobNotFoundError,
     NotRegisteredError,
     SfduckError,
     StoreBusyError,
     SyncAlreadyRunningError,
+    TableNotFoundError,
 )
 from sfduck_core.files import make_private, private_dir
 from sfduck_core.sqlident import qualified, quote_ident
@@ -93,6 +95,34 @@ MIGRATIONS: list[list[str]] = [
     [f"CREATE TABLE {META}.data_source (label VARCHAR NOT NULL, claimed_at TIMESTAMPTZ NOT NULL)"],
     # set by `cancel`, from any process; the sync checks it while it runs
     [f"ALTER TABLE {META}.sync_jobs ADD COLUMN cancel_requested BOOLEAN DEFAULT false"],
+    # who started a job: the front end (cli, dashboard, api, schedule) and the user behind it
+    [f"ALTER TABLE {META}.sync_jobs ADD COLUMN trigger VARCHAR",
+     f"ALTER TABLE {META}.sync_jobs ADD COLUMN started_by VARCHAR"],
+    # registrations, unregistrations and schedule changes: who and when
+    [f"""CREATE TABLE {META}.audit_log (
+            changed_at TIMESTAMPTZ NOT NULL,
+            actor VARCHAR,
+            action VARCHAR NOT NULL,
+            table_id VARCHAR,
+            schema_name VARCHAR,
+            table_name VARCHAR,
+            details JSON)"""],
+    # one schedule per registered table (see sfduck_core.schedules)
+    [f"""CREATE TABLE {META}.schedules (
+            table_id VARCHAR NOT NULL,
+            cron VARCHAR,
+            timezone VARCHAR NOT NULL DEFAULT 'UTC',
+            interval_s BIGINT,
+            strategy VARCHAR NOT NULL,
+            enabled BOOLEAN NOT NULL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            paused_reason VARCHAR,
+            next_run_at TIMESTAMPTZ,
+            last_run_at TIMESTAMPTZ,
+            last_sync_id VARCHAR,
+            last_outcome VARCHAR,
+            updated_by VARCHAR,
+            updated_at TIMESTAMPTZ NOT NULL)"""],
 ]
 
 _LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
@@ -106,8 +136,47 @@ UNRECORDED_FAILURES: dict[str, str] = {}
 _job_lock = threading.Lock()
 
 
+BUCKETS = ("hour", "day", "week", "month")
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Which jobs to list or summarize; every field narrows, none is formatted into SQL."""
+
+    table_id: str | None = None
+    schema_name: str | None = None
+    table_name: str | None = None
+    tables: tuple[str, ...] = ()  # "SCHEMA.TABLE" labels, any of them
+    status: str | None = None
+    trigger: str | None = None
+    started_by: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("table_id", self.table_id), ("schema_name", self.schema_name),
+                              ("table_name", self.table_name), ("status", self.status),
+                              ("trigger", self.trigger), ("started_by", self.started_by)):
+            if value is not None:
+                clauses.append(f"{quote_ident(column)} = ?")
+                params.append(value)
+        if self.tables:
+            clauses.append("list_contains(?, schema_name || '.' || table_name)")
+            params.append(list(self.tables))
+        if self.since is not None:
+            clauses.append("created_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("created_at < ?")
+            params.append(self.until)
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 @dataclass(frozen=True)
@@ -216,6 +285,11 @@ class Store:
         finally:
             con.close()
 
+    def ping(self, wait_s: float = 2.0) -> None:
+        """Open the file and read it, waiting at most `wait_s` for another process (health checks)."""
+        with Store(self.path, min(wait_s, self.lock_timeout_s), self.memory_limit).connect() as con:
+            con.execute(f"SELECT count(*) FROM {META}.schema_version").fetchone()
+
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         key = str(self.path.resolve())
         if key in _migrated:
@@ -276,17 +350,27 @@ class Store:
             return self._registration(con, schema, table)
 
     @staticmethod
-    def _registration(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> Registration | None:
+    def _registration(con: duckdb.DuckDBPyConnection, schema: str, table: str | None = None, *,
+                      table_id: str | None = None) -> Registration | None:
+        """One registration, by name or (with `table_id`) by id."""
+        where, params = (("table_id = ?", [table_id]) if table_id is not None
+                         else ("schema_name = ? AND table_name = ?", [schema, table]))
         row = con.execute(
             f"SELECT table_id, schema_name, table_name, status, incremental_key, primary_key, "
-            f"detect_deletes, include_columns, exclude_columns FROM {META}.allowed_tables "
-            "WHERE schema_name = ? AND table_name = ?",
-            [schema, table],
+            f"detect_deletes, include_columns, exclude_columns FROM {META}.allowed_tables WHERE {where}",
+            params,
         ).fetchone()
         if not row:
             return None
         return Registration(row[0], row[1], row[2], row[3], row[4], tuple(row[5] or ()), bool(row[6]),
                             tuple(row[7] or ()), tuple(row[8] or ()))
+
+    def registration_by_id(self, table_id: str) -> Registration:
+        with self.connect() as con:
+            reg = self._registration(con, "", table_id=table_id)
+        if reg is None:
+            raise TableNotFoundError(f"No registered table with id {table_id!r}.")
+        return reg
 
     def require_active(self, schema: str, table: str) -> Registration:
         reg = self.get_registration(schema, table)
@@ -362,13 +446,15 @@ class Store:
 
     # --- jobs ------------------------------------------------------------------------------
 
-    def start_job(self, reg: Registration, strategy: str, transport: str, filter_sql: str | None) -> str:
-        """Insert a `running` job unless one is already running for this table (checked atomically)."""
+    def start_job(self, reg: Registration, strategy: str, transport: str, filter_sql: str | None, *,
+                  trigger: str = "cli", started_by: str | None = None, queued: bool = False) -> str:
+        """Insert a `running` job (`pending` when `queued` for an executor slot) unless one is
+        already pending or running for this table (checked atomically)."""
         sync_id = str(uuid.uuid4())
         with _job_lock, self.connect() as con:
             self._reap_dead_jobs(con)
             running = con.execute(
-                f"SELECT sync_id, started_at FROM {META}.sync_jobs "
+                f"SELECT sync_id, created_at FROM {META}.sync_jobs "
                 "WHERE table_id = ? AND status IN ('pending', 'running')",
                 [reg.table_id],
             ).fetchone()
@@ -380,17 +466,43 @@ class Store:
             ts = now()
             con.execute(
                 f"INSERT INTO {META}.sync_jobs (sync_id, table_id, schema_name, table_name, strategy, transport, "
-                "status, created_at, stats, filter, pid, host, process_started) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, '{}', ?, ?, ?, ?)",
+                "status, created_at, stats, filter, pid, host, process_started, trigger, started_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, '{}', ?, ?, ?, ?, ?, ?)",
                 [sync_id, reg.table_id, reg.schema_name, reg.table_name, strategy, transport, ts, filter_sql,
-                 os.getpid(), socket.gethostname(), process_start_mark(os.getpid())],
+                 os.getpid(), socket.gethostname(), process_start_mark(os.getpid()), trigger, started_by],
             )
             ACTIVE_SYNCS.add(sync_id)
-            con.execute(
-                f"UPDATE {META}.sync_jobs SET status = 'running', started_at = ? WHERE sync_id = ?", [ts, sync_id]
-            )
-            self._record_status(con, reg, sync_id, "running", ts)
+            if not queued:
+                con.execute(f"UPDATE {META}.sync_jobs SET status = 'running', started_at = ? WHERE sync_id = ?",
+                            [ts, sync_id])
+            self._record_status(con, reg, sync_id, "pending" if queued else "running", ts)
         return sync_id
+
+    def mark_running(self, sync_id: str) -> None:
+        """A queued job got its executor slot (a job already running is left as it is)."""
+        ts = now()
+        with self.connect() as con:
+            con.execute(f"UPDATE {META}.sync_jobs SET status = 'running', started_at = ? "
+                        "WHERE sync_id = ? AND status = 'pending'", [ts, sync_id])
+            con.execute(f"UPDATE {META}.table_sync_status SET last_status = 'running' "
+                        "WHERE last_sync_id = ? AND last_status = 'pending'", [sync_id])
+
+    def audit(self, action: str, actor: str | None, reg: Registration | None = None,
+              details: dict[str, Any] | None = None) -> None:
+        """Record who changed what (registrations, schedules); never read back by sfduck itself."""
+        with self.connect() as con:
+            con.execute(
+                f"INSERT INTO {META}.audit_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [now(), actor, action, reg.table_id if reg else None, reg.schema_name if reg else None,
+                 reg.table_name if reg else None, json.dumps(details, default=_iso) if details else None],
+            )
+
+    def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
+        with self.connect() as con:
+            cur = con.execute(f"SELECT * FROM {META}.audit_log ORDER BY changed_at DESC LIMIT ?", [limit])
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return [{k: _iso(v) for k, v in zip(names, row, strict=True)} for row in rows]
 
     def _record_status(self, con: duckdb.DuckDBPyConnection, reg: Registration, sync_id: str, status: str,
                        ts: dt.datetime, **fields: Any) -> None:
@@ -429,7 +541,7 @@ class Store:
         with self.connect() as con:
             status = con.execute(f"SELECT status FROM {META}.sync_jobs WHERE sync_id = ?", [sync_id]).fetchone()
             if status is None:
-                raise NotRegisteredError(f"No sync job with id {sync_id!r}.")
+                raise JobNotFoundError(f"No sync job with id {sync_id!r}.")
             if status[0] not in ("pending", "running"):
                 raise SfduckError(f"Sync {sync_id} is not running (it is {status[0]}); nothing to cancel.")
             con.execute(f"UPDATE {META}.sync_jobs SET cancel_requested = true WHERE sync_id = ?", [sync_id])
@@ -503,13 +615,68 @@ class Store:
             return self._jobs("", [], limit)
         return self._jobs("WHERE schema_name = ? AND table_name = ?", [schema, table], limit)
 
-    def _jobs(self, where: str, params: list[Any], limit: int = 1000) -> list[dict[str, Any]]:
+    def find_jobs(self, query: JobQuery, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """One page of the jobs `query` selects, newest first, and how many it selects in all."""
+        where, params = query.where()
+        with self.connect() as con:
+            total = int(con.execute(f"SELECT count(*) FROM {META}.sync_jobs {where}", params).fetchone()[0])
+        return self._jobs(where, params, limit, offset), total
+
+    def job_summary(self, query: JobQuery, bucket: str) -> list[dict[str, Any]]:
+        """Per time bucket (`hour`, `day`, `week`, `month`) and table: jobs, failures, rows and
+        durations, aggregated in DuckDB so that a year of schedules never reaches pandas row by row."""
+        if bucket not in BUCKETS:
+            raise SfduckError(f"Unknown time bucket {bucket!r}; use one of {', '.join(BUCKETS)}.")
+        where, params = query.where()
+        with self.connect() as con:
+            cur = con.execute(
+                "SELECT date_trunc(?, created_at AT TIME ZONE 'UTC') AS bucket, "
+                "schema_name || '.' || table_name AS \"table\", count(*) AS jobs, "
+                "count(*) FILTER (WHERE status = 'completed') AS completed, "
+                "count(*) FILTER (WHERE status = 'failed') AS failed, "
+                "count(*) FILTER (WHERE status = 'cancelled') AS cancelled, "
+                "sum(TRY_CAST(stats->>'rows_processed' AS BIGINT)) FILTER (WHERE status = 'completed') AS rows, "
+                "avg(TRY_CAST(stats->>'duration_s' AS DOUBLE)) AS avg_duration_s, "
+                "max(TRY_CAST(stats->>'duration_s' AS DOUBLE)) AS max_duration_s, "
+                "sum(TRY_CAST(stats->>'rows_processed' AS BIGINT)) FILTER (WHERE status = 'completed') "
+                "  / nullif(sum(TRY_CAST(stats->>'duration_s' AS DOUBLE)) FILTER (WHERE status = 'completed'), 0) "
+                "  AS rows_per_s "
+                f"FROM {META}.sync_jobs {where} GROUP BY ALL ORDER BY 1, 2",
+                [bucket, *params],
+            )
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def job_facets(self) -> dict[str, list[str]]:
+        """The values the job filters can take (tables, statuses, triggers, users), for pickers."""
+        with self.connect() as con:
+            def distinct(expr: str) -> list[str]:
+                rows = con.execute(f"SELECT DISTINCT {expr} FROM {META}.sync_jobs WHERE {expr} IS NOT NULL "
+                                   "ORDER BY 1").fetchall()
+                return [r[0] for r in rows]
+
+            return {"tables": distinct("schema_name || '.' || table_name"), "statuses": distinct("status"),
+                    "triggers": distinct("trigger"), "users": distinct("started_by")}
+
+    def prune_jobs(self, older_than: dt.datetime) -> int:
+        """Delete finished jobs created before `older_than` (retention); never a table's last
+        success, which incremental syncs and skipping still read."""
+        with self.connect() as con:
+            return int(con.execute(
+                f"DELETE FROM {META}.sync_jobs WHERE created_at < ? AND status NOT IN ('pending', 'running') "
+                f"AND sync_id NOT IN (SELECT last_success_sync_id FROM {META}.table_sync_status "
+                "WHERE last_success_sync_id IS NOT NULL) "
+                f"AND sync_id NOT IN (SELECT last_sync_id FROM {META}.table_sync_status "
+                "WHERE last_sync_id IS NOT NULL)",
+                [older_than]).fetchone()[0])
+
+    def _jobs(self, where: str, params: list[Any], limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         with self.connect() as con:
             cur = con.execute(
                 "SELECT sync_id, table_id, schema_name, table_name, strategy, transport, status, created_at, "
-                f"started_at, completed_at, error_message, stats, filter FROM {META}.sync_jobs {where} "
-                "ORDER BY created_at DESC LIMIT ?",
-                [*params, limit],
+                "started_at, completed_at, error_message, stats, filter, trigger, started_by "
+                f"FROM {META}.sync_jobs {where} ORDER BY created_at DESC, sync_id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
             )
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlparse
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from sfduck_core.service import LoginRefusedError
 from sfduck_core.sessions import Session
-from sfduck_core.users import ADMIN, ANALYST, UserDirectory, load_users
+from sfduck_core.users import ADMIN, ANALYST, UserDirectory
 from sfduck_ui.context import AppContext, app_context
 from sfduck_ui.layout import configure_page, show_flashes
 from sfduck_ui.navigation import PAGES, allowed_pages, page_spec
@@ -45,17 +45,10 @@ class Viewer:
         return ", ".join(self.roles)
 
 
-@st.cache_resource(show_spinner=False)
-def _load_users_cached(demo: bool, path: str, mtime: float) -> UserDirectory:
-    return load_users(demo, Path(path))
-
-
 def user_directory(ctx: AppContext) -> UserDirectory:
     """The users file (re-read when it changes); a bad or unsafe file stops the app with the reason."""
-    path = ctx.settings.users_file
-    mtime = path.stat().st_mtime if path.is_file() else 0.0
     try:
-        return _load_users_cached(ctx.settings.demo, str(path), mtime)
+        return ctx.users()
     except Exception as exc:
         st.error(f"The dashboard cannot start: {exc}", icon=":material/lock:")
         st.stop()
@@ -146,25 +139,11 @@ def render_login(ctx: AppContext) -> None:
     _write_queued_cookie()
     if not submitted:
         return
-    username = username.strip().lower()
-    if not username or not password:
-        st.error("Enter both a username and a password.")
+    try:
+        token, session = ctx.login(username, password, client_address())
+    except LoginRefusedError as exc:
+        st.error(str(exc), icon=":material/timer:" if exc.retry_after_s > 0 else ":material/error:")
         return
-    address = client_address()
-    refusal = ctx.throttle.refusal_message(username, address)
-    if refusal:
-        st.error(refusal, icon=":material/timer:")
-        return
-    if not users.verify(username, password):
-        ctx.throttle.record_failure(username, address)
-        st.error(
-            ctx.throttle.refusal_message(username, address)
-            or "Wrong username or password. Check both and try again.",
-            icon=":material/error:",
-        )
-        return
-    ctx.throttle.record_success(username, address)
-    token, session = ctx.tokens.issue(username, users.password_hash_of(username) or "")
     st.session_state[SESSION_STATE_KEY] = session
     _queue_cookie(token, int(ctx.tokens.lifetime_s))
     st.rerun()

@@ -1,0 +1,285 @@
+"""Syncs on a schedule: a cron expression in a time zone, or a fixed interval, per registered table.
+
+The scheduler lives in the server process (its lifespan starts and stops it) and starts syncs
+through the same executor as the dashboard and the API, so a table never has two syncs at once: a
+run that falls due while one is running is recorded as skipped. Due times are kept in the
+metadata, so runs missed while the server was down become one catch-up run at start, not a
+backlog. A schedule whose runs keep failing pauses itself after `failure_limit` failures in a row
+and says why (a broken table should not page someone every 15 minutes for a week).
+The clock is injected, so every rule is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from sfduck_core.engine import STRATEGIES, SyncRequest
+from sfduck_core.errors import JobNotFoundError, SfduckError, SyncAlreadyRunningError
+from sfduck_core.store import META, Registration, Store, now
+
+MIN_INTERVAL_S = 60
+SCHEDULER_USER = "scheduler"
+_log = logging.getLogger("sfduck.schedules")
+Clock = Callable[[], dt.datetime]
+StartSync = Callable[[SyncRequest], Any]  # returns something with a `sync_id`
+
+
+@dataclass(frozen=True)
+class Schedule:
+    table_id: str
+    schema_name: str
+    table_name: str
+    strategy: str
+    enabled: bool
+    cron: str | None = None
+    timezone: str = "UTC"
+    interval_s: int | None = None
+    consecutive_failures: int = 0
+    paused_reason: str | None = None
+    next_run_at: dt.datetime | None = None
+    last_run_at: dt.datetime | None = None
+    last_sync_id: str | None = None
+    last_outcome: str | None = None
+    updated_by: str | None = None
+    updated_at: dt.datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema_name}.{self.table_name}"
+
+    @property
+    def when(self) -> str:
+        """How a person reads the timing: `cron 0 6 * * * (Europe/Paris)` or `every 900 s`."""
+        return f"cron {self.cron} ({self.timezone})" if self.cron else f"every {self.interval_s} s"
+
+    def next_after(self, moment: dt.datetime) -> dt.datetime:
+        """The first due time strictly after `moment`, in UTC."""
+        if self.cron:
+            local = moment.astimezone(ZoneInfo(self.timezone))
+            return next(iter(CronSim(self.cron, local))).astimezone(dt.UTC)
+        assert self.interval_s
+        return moment + dt.timedelta(seconds=self.interval_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key, value in out.items():
+            if isinstance(value, dt.datetime):
+                out[key] = value.isoformat()
+        out["when"] = self.when
+        return out
+
+
+def validate_timing(cron: str | None, timezone: str, interval_s: int | None, strategy: str) -> None:
+    """Clear errors for every bad combination, before anything is stored."""
+    if strategy not in STRATEGIES:
+        raise SfduckError(f"Unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}.")
+    if bool(cron) == bool(interval_s):
+        raise SfduckError("Give a schedule either a cron expression or an interval in seconds, not both.")
+    if interval_s is not None and interval_s < MIN_INTERVAL_S:
+        raise SfduckError(f"An interval must be at least {MIN_INTERVAL_S} seconds, got {interval_s}.")
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise SfduckError(f"Unknown time zone {timezone!r}; use an IANA name such as 'UTC' or "
+                          "'Europe/Paris'.") from None
+    if cron:
+        if len(cron) > 200 or "\x00" in cron:
+            raise SfduckError("That cron expression is too long or holds a NUL character.")
+        try:
+            next(iter(CronSim(cron, dt.datetime.now(zone))))
+        except (CronSimError, StopIteration) as exc:
+            raise SfduckError(f"Invalid cron expression {cron!r}: {exc or 'it never falls due'}. "
+                              "Use five fields: minute hour day-of-month month day-of-week.") from None
+
+
+_COLUMNS = ("table_id", "cron", "timezone", "interval_s", "strategy", "enabled", "consecutive_failures",
+            "paused_reason", "next_run_at", "last_run_at", "last_sync_id", "last_outcome", "updated_by",
+            "updated_at")
+
+
+class ScheduleStore:
+    """The schedules table in sfduck_meta (joined with the registrations for their names)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def list(self) -> list[Schedule]:
+        return self._select("", [])
+
+    def get(self, table_id: str) -> Schedule | None:
+        found = self._select("WHERE s.table_id = ?", [table_id])
+        return found[0] if found else None
+
+    def _select(self, where: str, params: list[Any]) -> list[Schedule]:
+        columns = ", ".join(f"s.{c}" for c in _COLUMNS)
+        with self.store.connect() as con:
+            rows = con.execute(
+                f"SELECT a.schema_name, a.table_name, {columns} FROM {META}.schedules s "
+                f"JOIN {META}.allowed_tables a USING (table_id) {where} ORDER BY a.schema_name, a.table_name",
+                params).fetchall()
+        return [Schedule(schema_name=r[0], table_name=r[1], **dict(zip(_COLUMNS, r[2:], strict=True)))
+                for r in rows]
+
+    def save(self, reg: Registration, *, cron: str | None, timezone: str, interval_s: int | None,
+             strategy: str, enabled: bool, actor: str | None, clock: Clock = now) -> Schedule:
+        """Create or replace the table's schedule; its next run is computed from now."""
+        cron = (cron or "").strip() or None
+        timezone = (timezone or "UTC").strip()
+        validate_timing(cron, timezone, interval_s, strategy)
+        if reg.status != "active":
+            raise SfduckError(f"{reg.schema_name}.{reg.table_name} is not registered; register it first.")
+        draft = Schedule(reg.table_id, reg.schema_name, reg.table_name, strategy, enabled, cron, timezone, interval_s)
+        moment = clock()
+        values = {"table_id": reg.table_id, "cron": cron, "timezone": timezone, "interval_s": interval_s,
+                  "strategy": strategy, "enabled": enabled, "consecutive_failures": 0, "paused_reason": None,
+                  "next_run_at": draft.next_after(moment), "updated_by": actor, "updated_at": moment}
+        with self.store.connect() as con:
+            con.execute("BEGIN")
+            con.execute(f"DELETE FROM {META}.schedules WHERE table_id = ?", [reg.table_id])
+            con.execute(f"INSERT INTO {META}.schedules ({', '.join(values)}) VALUES "
+                        f"({', '.join('?' for _ in values)})", list(values.values()))
+            con.execute("COMMIT")
+        self.store.audit("schedule.save", actor, reg, {k: v for k, v in values.items() if k != "updated_at"})
+        saved = self.get(reg.table_id)
+        assert saved is not None
+        return saved
+
+    def set_enabled(self, table_id: str, enabled: bool, actor: str | None, clock: Clock = now) -> Schedule:
+        """Pause or resume; resuming clears the failure count and plans the next run from now."""
+        current = self.require(table_id)
+        moment = clock()
+        with self.store.connect() as con:
+            con.execute(
+                f"UPDATE {META}.schedules SET enabled = ?, paused_reason = NULL, consecutive_failures = 0, "
+                "next_run_at = ?, updated_by = ?, updated_at = ? WHERE table_id = ?",
+                [enabled, current.next_after(moment), actor, moment, table_id])
+        self.store.audit("schedule.resume" if enabled else "schedule.pause", actor,
+                         self._registration(current), None)
+        return self.require(table_id)
+
+    def delete(self, table_id: str, actor: str | None) -> None:
+        current = self.require(table_id)
+        with self.store.connect() as con:
+            con.execute(f"DELETE FROM {META}.schedules WHERE table_id = ?", [table_id])
+        self.store.audit("schedule.delete", actor, self._registration(current), None)
+
+    def require(self, table_id: str) -> Schedule:
+        found = self.get(table_id)
+        if found is None:
+            raise JobNotFoundError(f"No schedule for table id {table_id!r}.")
+        return found
+
+    def update(self, table_id: str, **fields: Any) -> None:
+        unknown = set(fields) - set(_COLUMNS)
+        assert not unknown, unknown
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self.store.connect() as con:
+            con.execute(f"UPDATE {META}.schedules SET {assignments} WHERE table_id = ?",
+                        [*fields.values(), table_id])
+
+    @staticmethod
+    def _registration(schedule: Schedule) -> Registration:
+        return Registration(schedule.table_id, schedule.schema_name, schedule.table_name, "active")
+
+
+class Scheduler:
+    """Starts due runs; learns their outcome from the engine's job-end listener."""
+
+    def __init__(self, schedules: ScheduleStore, start_sync: StartSync, *, failure_limit: int = 5,
+                 on_pause: Callable[[Schedule, str], None] | None = None, clock: Clock = now,
+                 poll_s: float = 5.0) -> None:
+        self.schedules = schedules
+        self.start_sync = start_sync
+        self.failure_limit = failure_limit
+        self.on_pause = on_pause
+        self.clock = clock
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def tick(self) -> list[tuple[Schedule, str]]:
+        """Start every enabled schedule that is due; each gets one run however many it missed."""
+        moment = self.clock()
+        outcomes = []
+        with self._lock:
+            for schedule in self.schedules.list():
+                if not schedule.enabled or schedule.next_run_at is None or schedule.next_run_at > moment:
+                    continue
+                outcomes.append((schedule, self._run(schedule, moment)))
+        return outcomes
+
+    def _run(self, schedule: Schedule, moment: dt.datetime) -> str:
+        fields: dict[str, Any] = {"next_run_at": schedule.next_after(moment), "last_run_at": moment}
+        request = SyncRequest(schedule.schema_name, schedule.table_name, strategy=schedule.strategy,
+                              trigger="schedule", started_by=SCHEDULER_USER)
+        try:
+            started = self.start_sync(request)
+            fields.update(last_sync_id=started.sync_id, last_outcome="started")
+            outcome = "started"
+        except SyncAlreadyRunningError as exc:
+            outcome = "skipped"
+            fields.update(last_outcome=f"skipped: {exc}")
+        except SfduckError as exc:  # could not even start (unregistered, bad key...): a failure too
+            outcome = "failed"
+            fields.update(last_outcome=f"failed: {exc}")
+            self._count_failure(schedule, str(exc), fields)
+        self.schedules.update(schedule.table_id, **fields)
+        _log.info("schedule of %s: %s", schedule.label, fields.get("last_outcome"))
+        return outcome
+
+    def job_ended(self, job: dict[str, Any]) -> None:
+        """Count consecutive failures of scheduled runs; pause at the limit."""
+        if job.get("trigger") != "schedule":
+            return
+        with self._lock:
+            schedule = self.schedules.get(job["table_id"])
+            if schedule is None or schedule.last_sync_id != job.get("sync_id"):
+                return
+            fields: dict[str, Any] = {"last_outcome": job["status"]}
+            if job["status"] == "completed":
+                fields["consecutive_failures"] = 0
+            elif job["status"] == "failed":
+                self._count_failure(schedule, job.get("error_message") or "failed", fields)
+            self.schedules.update(schedule.table_id, **fields)
+
+    def _count_failure(self, schedule: Schedule, message: str, fields: dict[str, Any]) -> None:
+        failures = schedule.consecutive_failures + 1
+        fields["consecutive_failures"] = failures
+        if failures >= self.failure_limit:
+            reason = (f"Paused after {failures} consecutive failed runs; the last one: {message} "
+                      "Fix the cause, then resume the schedule.")
+            fields.update(enabled=False, paused_reason=reason)
+            if self.on_pause is not None:
+                self.on_pause(schedule, reason)
+
+    # --- the thread ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="sfduck-scheduler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a busy file or a bug: log it and try again at the next poll
+                _log.exception("scheduler tick failed")
+            self._stop.wait(self.poll_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None

@@ -1,0 +1,284 @@
+"""The HTTP API (the original spec's endpoints, and schedules), mounted at /api/v1 beside the dashboard.
+
+Every endpoint is a thin call into the process's `Service`, the same one the dashboard uses, so a
+sync started here shows up live on the Sync page. Errors are always JSON `{"detail": "..."}` with
+a status that says whose fault it is; sfduck's own errors carry messages written for users, and
+anything else is logged and answered with a plain 500 that leaks no traceback.
+"""
+
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from starlette.exceptions import HTTPException
+
+from sfduck_core.engine import SyncRequest
+from sfduck_core.errors import (
+    ConfigError,
+    InvalidIdentifierError,
+    JobNotFoundError,
+    NameCollisionError,
+    NotRegisteredError,
+    SfduckError,
+    SourceError,
+    StoreBusyError,
+    SyncAlreadyRunningError,
+    TableNotFoundError,
+    UnsafeFilterError,
+)
+from sfduck_core.service import LoginRefusedError, Principal, Service
+from sfduck_core.store import JOB_STATUSES, JobQuery
+from sfduck_server import schemas as s
+
+API_PREFIX = "/api/v1"
+HEALTH_CACHE_S = 15.0
+_log = logging.getLogger("sfduck.api")
+
+# Most specific first: the first class an error is an instance of decides its status.
+_STATUS_OF: tuple[tuple[type[SfduckError], int], ...] = (
+    (LoginRefusedError, 401),
+    (JobNotFoundError, 404),
+    (TableNotFoundError, 404),
+    (NotRegisteredError, 409),
+    (SyncAlreadyRunningError, 409),
+    (NameCollisionError, 409),
+    (InvalidIdentifierError, 400),
+    (UnsafeFilterError, 400),
+    (StoreBusyError, 503),
+    (ConfigError, 503),
+    (SourceError, 503),
+)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": s.ErrorOut, "description": text}
+    for code, text in ((400, "Bad input"), (401, "Not logged in"), (403, "Needs the admin role"),
+                       (404, "Unknown table or job"), (409, "Not registered, or already running"),
+                       (422, "Malformed request"), (503, "Snowflake or the DuckDB file is unavailable"))
+}
+
+
+def status_of(exc: SfduckError) -> int:
+    for kind, code in _STATUS_OF:
+        if isinstance(exc, kind):
+            return 502 if code == 503 and isinstance(exc, SourceError) and exc.refused else code
+    return 400
+
+
+def create_api(get_service: Callable[[], Service]) -> FastAPI:
+    """The API over `get_service()` (the process's shared service, looked up per request)."""
+    api = FastAPI(
+        title="sfduck API",
+        version="1",
+        description="Copy Snowflake tables into DuckDB: discover, register, sync, watch, schedule. "
+                    "Log in at `POST /auth/token`, then send `Authorization: Bearer <access_token>`.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+        responses=_ERRORS,
+    )
+    bearer = OAuth2PasswordBearer(tokenUrl="auth/token", auto_error=False)
+
+    def service() -> Service:
+        return get_service()
+
+    Svc = Annotated[Service, Depends(service)]
+
+    def reader(svc: Svc, token: Annotated[str | None, Depends(bearer)]) -> Principal:
+        principal = svc.authenticate(token)
+        if principal is None:
+            raise HTTPException(401, "Not logged in, or the token expired or was revoked: get a new one at "
+                                     "POST /api/v1/auth/token.")
+        return principal
+
+    def admin(principal: Annotated[Principal, Depends(reader)]) -> Principal:
+        if not principal.is_admin:
+            raise HTTPException(403, f"This needs the admin role; {principal.username} has "
+                                     f"{', '.join(principal.roles)}.")
+        return principal
+
+    Reader = Annotated[Principal, Depends(reader)]
+    Admin = Annotated[Principal, Depends(admin)]
+
+    # --- errors --------------------------------------------------------------------------------
+
+    @api.exception_handler(SfduckError)
+    async def sfduck_error(_: Request, exc: SfduckError) -> JSONResponse:
+        code = status_of(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+        if isinstance(exc, LoginRefusedError) and exc.retry_after_s > 0:
+            code, headers = 429, {"Retry-After": str(int(exc.retry_after_s + 0.999))}
+        return JSONResponse({"detail": str(exc)}, code, headers)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse({"detail": str(exc.detail)}, exc.status_code, headers or None)
+
+    @api.exception_handler(RequestValidationError)
+    async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return JSONResponse({"detail": f"Malformed request: {problems}"}, 422)
+
+    @api.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        _log.exception("API request failed")
+        return JSONResponse({"detail": f"Internal error ({type(exc).__name__}); see the server log."}, 500)
+
+    # --- auth and health -------------------------------------------------------------------------
+
+    @api.post("/auth/token", response_model=s.TokenOut, tags=["auth"],
+              responses={429: {"model": s.ErrorOut, "description": "Too many failed logins"}})
+    def token(svc: Svc, form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request) -> s.TokenOut:
+        """OAuth2 password flow: the dashboard's users, roles and login throttling."""
+        address = request.client.host if request.client else None
+        access_token, session = svc.login(form.username, form.password, address)
+        return s.TokenOut(access_token=access_token, expires_in=max(0, int(session.expires_at - time.time())))
+
+    health_cache: dict[str, tuple[float, s.CheckOut]] = {}
+    health_lock = threading.Lock()
+
+    @api.get("/health", response_model=s.HealthOut, tags=["health"],
+             responses={503: {"model": s.HealthOut, "description": "Something is unreachable"}})
+    def health(svc: Svc) -> JSONResponse:
+        """DuckDB and Snowflake reachability, without a token (Snowflake's answer is cached briefly)."""
+        duck = _check(lambda: svc.engine.store.ping())
+        with health_lock:
+            cached = health_cache.get("snowflake")
+            if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_S:
+                cached = (time.monotonic(), _check(svc.engine.ping_snowflake))
+                health_cache["snowflake"] = cached
+        body = s.HealthOut(status="ok" if duck.ok and cached[1].ok else "degraded", duckdb=duck,
+                           snowflake=cached[1])
+        return JSONResponse(body.model_dump(), 200 if body.status == "ok" else 503)
+
+    # --- the spec's endpoints --------------------------------------------------------------------
+
+    @api.get("/sync/tables/{schema_name}", response_model=list[s.TableOut], tags=["sync"])
+    def list_tables(schema_name: str, svc: Svc, _: Reader) -> list[dict[str, Any]]:
+        """The schema's tables with their size, as Snowflake reports them."""
+        return [t.as_dict() for t in svc.engine.list_tables(schema_name)]
+
+    @api.post("/sync/tables/register", response_model=s.RegistrationOut, tags=["sync"])
+    def register(body: s.RegisterIn, svc: Svc, who: Admin) -> dict[str, Any]:
+        """Verify the table exists in Snowflake and allow it to be synced."""
+        reg = svc.engine.register(body.schema_name, body.table_name, incremental_key=body.incremental_key,
+                                  primary_key=body.primary_key, detect_deletes=body.detect_deletes,
+                                  include_columns=body.include_columns, exclude_columns=body.exclude_columns,
+                                  actor=who.username)
+        return reg.as_dict()
+
+    @api.post("/sync/start", response_model=s.StartOut, status_code=202, tags=["sync"])
+    def start(body: s.StartIn, svc: Svc, who: Admin) -> s.StartOut:
+        """Start a sync in the background; poll `GET /sync/status/{sync_id}`."""
+        bg = svc.start_sync(SyncRequest(
+            body.schema_name, body.table_name, strategy=body.strategy, transport=body.transport, where=body.where,
+            incremental_key=body.incremental_key, primary_key=body.primary_key,
+            detect_deletes=body.detect_deletes, force=body.force, trigger="api", started_by=who.username))
+        job = svc.engine.store.get_job(bg.sync_id)
+        return s.StartOut(sync_id=bg.sync_id, status=job["status"] if job else "pending")
+
+    @api.post("/sync/start-all", response_model=list[s.StartAllItem], status_code=202, tags=["sync"])
+    def start_all(body: s.StartAllIn, svc: Svc, who: Admin) -> list[dict[str, Any]]:
+        """Start a sync of every registered table (each says whether it started, and why not)."""
+        return svc.start_all(body.strategy, "api", who.username)
+
+    @api.get("/sync/status/{sync_id}", response_model=s.JobOut, tags=["sync"])
+    def status(sync_id: str, svc: Svc, _: Reader) -> dict[str, Any]:
+        """One job, with live progress while it runs in this server."""
+        svc.engine.store.reap_dead_jobs()
+        job = svc.engine.store.get_job(sync_id)
+        if job is None:
+            raise JobNotFoundError(f"No sync job with id {sync_id!r}.")
+        return _with_progress(svc, job)
+
+    @api.get("/sync/tables/status/{table_id}", response_model=s.TableStatusOut, tags=["sync"])
+    def table_status(table_id: str, svc: Svc, _: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                     offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+        """A registered table's sync status and its jobs, newest first, paged."""
+        reg = svc.engine.store.registration_by_id(table_id)
+        jobs, total = svc.engine.store.find_jobs(JobQuery(table_id=table_id), limit, offset)
+        return {"registration": reg.as_dict(),
+                "sync_status": svc.engine.store.sync_status(reg.schema_name, reg.table_name),
+                "jobs": [_with_progress(svc, j) for j in jobs], "total": total, "limit": limit, "offset": offset}
+
+    @api.delete("/sync/tables/{schema_name}/{table_name}", response_model=s.RegistrationOut, tags=["sync"])
+    def unregister(schema_name: str, table_name: str, svc: Svc, who: Admin) -> dict[str, Any]:
+        """Stop syncing a table; its history and synced data stay."""
+        return svc.engine.unregister(schema_name, table_name, actor=who.username).as_dict()
+
+    @api.get("/sync/jobs", response_model=s.JobPage, tags=["sync"])
+    def jobs(svc: Svc, _: Reader,
+             table_id: str | None = None, schema_name: str | None = None, table_name: str | None = None,
+             status: Annotated[str | None, Query(description=f"one of {', '.join(JOB_STATUSES)}")] = None,
+             trigger: Annotated[str | None, Query(description="cli, dashboard, api or schedule")] = None,
+             started_by: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
+             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+             offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+        """Jobs of every table, newest first, filtered and paged."""
+        query = JobQuery(table_id=table_id, schema_name=schema_name, table_name=table_name, status=status,
+                         trigger=trigger, started_by=started_by, since=_aware(since), until=_aware(until))
+        found, total = svc.engine.store.find_jobs(query, limit, offset)
+        return {"jobs": [_with_progress(svc, j) for j in found], "total": total, "limit": limit, "offset": offset}
+
+    @api.post("/sync/cancel/{sync_id}", response_model=s.JobOut, tags=["sync"])
+    def cancel(sync_id: str, svc: Svc, _: Admin) -> dict[str, Any]:
+        """Ask a running sync to stop; it ends `cancelled` within seconds, its table unchanged."""
+        return _with_progress(svc, svc.engine.cancel(sync_id))
+
+    # --- schedules -------------------------------------------------------------------------------
+
+    @api.get("/schedules", response_model=list[s.ScheduleOut], tags=["schedules"])
+    def schedules(svc: Svc, _: Reader) -> list[dict[str, Any]]:
+        return [sched.as_dict() for sched in svc.schedules.list()]
+
+    @api.put("/schedules/{table_id}", response_model=s.ScheduleOut, tags=["schedules"])
+    def save_schedule(table_id: str, body: s.ScheduleIn, svc: Svc, who: Admin) -> dict[str, Any]:
+        """Create or replace a registered table's schedule (a cron expression or an interval)."""
+        reg = svc.engine.store.registration_by_id(table_id)
+        return svc.schedules.save(reg, cron=body.cron, timezone=body.timezone, interval_s=body.interval_s,
+                                  strategy=body.strategy, enabled=body.enabled, actor=who.username).as_dict()
+
+    @api.post("/schedules/{table_id}/pause", response_model=s.ScheduleOut, tags=["schedules"])
+    def pause(table_id: str, svc: Svc, who: Admin) -> dict[str, Any]:
+        return svc.schedules.set_enabled(table_id, False, who.username).as_dict()
+
+    @api.post("/schedules/{table_id}/resume", response_model=s.ScheduleOut, tags=["schedules"])
+    def resume(table_id: str, svc: Svc, who: Admin) -> dict[str, Any]:
+        return svc.schedules.set_enabled(table_id, True, who.username).as_dict()
+
+    @api.delete("/schedules/{table_id}", response_model=s.ScheduleOut, tags=["schedules"])
+    def delete_schedule(table_id: str, svc: Svc, who: Admin) -> dict[str, Any]:
+        removed = svc.schedules.require(table_id)
+        svc.schedules.delete(table_id, who.username)
+        return removed.as_dict()
+
+    return api
+
+
+def _check(probe: Callable[[], Any]) -> s.CheckOut:
+    try:
+        probe()
+        return s.CheckOut(ok=True, detail="reachable")
+    except SfduckError as exc:
+        return s.CheckOut(ok=False, detail=str(exc))
+    except Exception as exc:
+        return s.CheckOut(ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """Query times without a zone are UTC, like every time sfduck records."""
+    return moment.replace(tzinfo=dt.UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _with_progress(svc: Service, job: dict[str, Any]) -> dict[str, Any]:
+    return {**job, "progress": svc.live_progress(job["sync_id"]) if job["status"] in ("pending", "running")
+            else None}

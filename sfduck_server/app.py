@@ -1,0 +1,54 @@
+"""The server process: the dashboard at /, the HTTP API at /api/v1 (docs at /api/v1/docs).
+
+Served by `streamlit run sfduck_server/app.py` (what ./scripts/dashboard.sh does), which finds
+`app` below and runs it with uvicorn. One process owns the DuckDB file: the dashboard, the API
+and the scheduler share one `Service` (one executor, one throttle). Its lifespan starts the
+scheduler and, on SIGTERM, cancels running syncs (their jobs end `cancelled`, tables unchanged)
+before the process exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import streamlit as st
+from starlette.routing import Mount
+
+from sfduck_core.errors import SfduckError
+from sfduck_core.service import Service, shared_service
+from sfduck_server.api import API_PREFIX, create_api
+from sfduck_ui.context import configured_cookie_key
+
+SHUTDOWN_WAIT_S = 20.0  # for running syncs to stop; the whole exit stays within 30 s
+_log = logging.getLogger("sfduck.server")
+
+
+def process_service() -> Service:
+    return shared_service(configured_cookie_key())
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
+    service: Service | None = None
+    try:
+        service = process_service()
+        service.start_background()
+        _log.info("sfduck server: dashboard at /, API at %s (docs at %s/docs)", API_PREFIX, API_PREFIX)
+    except SfduckError as exc:  # the dashboard shows the same message on every page; the API answers 503
+        _log.error("sfduck is not configured correctly: %s", exc)
+    try:
+        yield {}
+    finally:
+        if service is not None:
+            left = await anyio.to_thread.run_sync(service.shutdown, SHUTDOWN_WAIT_S)
+            if left:
+                _log.warning("syncs still running at exit (their jobs are reaped as failed): %s", ", ".join(left))
+
+
+app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
+             routes=[Mount(API_PREFIX, app=create_api(process_service))], lifespan=lifespan)

@@ -1,0 +1,174 @@
+"""The API's request and response bodies: what the OpenAPI document promises, field by field.
+
+Request bodies refuse unknown fields, so a typo (`incremental-key`) is a 422 naming it instead of
+a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Strategy = Literal["full", "incremental"]
+Transport = Literal["auto", "stage", "arrow"]
+Name = Field(min_length=1, max_length=255)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class TableOut(BaseModel):
+    table_name: str
+    row_count: int | None
+    size_bytes: int | None
+    last_modified: str | None
+    table_type: str | None = None
+
+
+class RegisterIn(Strict):
+    table_name: str = Name
+    schema_name: str = Name
+    incremental_key: str | None = Field(default=None, min_length=1, max_length=255)
+    primary_key: list[str] | None = Field(default=None, max_length=64)
+    detect_deletes: bool = False
+    include_columns: list[str] = Field(default_factory=list, max_length=4096)
+    exclude_columns: list[str] = Field(default_factory=list, max_length=4096)
+
+
+class RegistrationOut(BaseModel):
+    table_id: str
+    table_name: str
+    schema_name: str
+    status: Literal["active", "inactive"]
+    incremental_key: str | None = None
+    primary_key: list[str] = []
+    detect_deletes: bool = False
+    include_columns: list[str] = []
+    exclude_columns: list[str] = []
+    full_sync_required: bool = False
+
+
+class StartIn(Strict):
+    table_name: str = Name
+    schema_name: str = Name
+    strategy: Strategy = "full"
+    incremental_key: str | None = Field(default=None, min_length=1, max_length=255)
+    primary_key: list[str] | None = Field(default=None, max_length=64)
+    where: str | None = Field(default=None, max_length=10_000)
+    transport: Transport = "auto"
+    detect_deletes: bool | None = None
+    force: bool = False
+
+
+class StartOut(BaseModel):
+    sync_id: str
+    status: str
+
+
+class StartAllIn(Strict):
+    strategy: Strategy = "full"
+
+
+class StartAllItem(BaseModel):
+    schema_name: str
+    table_name: str
+    started: bool
+    sync_id: str | None = None
+    reason: str | None = None
+
+
+class ProgressOut(BaseModel):
+    phase: str
+    message: str
+    rows_done: int
+    rows_total: int | None
+    files_done: int
+    files_total: int
+    bytes_done: int
+    fraction: float | None
+
+
+class JobOut(BaseModel):
+    sync_id: str
+    table_id: str
+    schema_name: str
+    table_name: str
+    strategy: str
+    transport: str
+    status: str
+    created_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    error_message: str | None
+    stats: dict[str, Any]
+    filter: str | None
+    trigger: str | None
+    started_by: str | None
+    progress: ProgressOut | None = None
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TableStatusOut(BaseModel):
+    registration: RegistrationOut
+    sync_status: dict[str, Any] | None
+    jobs: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class CheckOut(BaseModel):
+    ok: bool
+    detail: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    duckdb: CheckOut
+    snowflake: CheckOut
+
+
+class ScheduleIn(Strict):
+    cron: str | None = Field(default=None, max_length=200, description="five-field cron expression")
+    timezone: str = Field(default="UTC", max_length=64, description="IANA time zone of the cron expression")
+    interval_s: int | None = Field(default=None, ge=60, le=366 * 86400, description="or a fixed interval")
+    strategy: Strategy = "full"
+    enabled: bool = True
+
+
+class ScheduleOut(BaseModel):
+    table_id: str
+    schema_name: str
+    table_name: str
+    strategy: str
+    enabled: bool
+    cron: str | None
+    timezone: str
+    interval_s: int | None
+    consecutive_failures: int
+    paused_reason: str | None
+    next_run_at: str | None
+    last_run_at: str | None
+    last_sync_id: str | None
+    last_outcome: str | None
+    updated_by: str | None
+    updated_at: str | None
+    when: str
