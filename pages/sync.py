@@ -58,5 +58,16 @@ if start:
         remember_started(started.sync_id)
         st.toast(f"Started syncing {label}", icon=":material/sync:")
 
+with st.expander("Sync every registered table now"):
+    all_strategy = st.radio("Strategy for all", STRATEGIES, horizontal=True, key="sync_all_strategy")
+    if st.button(f"Start {len(registrations)} sync(s)", icon=":material/sync:", key="sync_all"):
+        with user_errors("starting a sync of every registered table"):
+            for outcome in ctx.start_all(all_strategy, "dashboard", viewer.username):
+                name = f"{outcome['schema_name']}.{outcome['table_name']}"
+                if outcome["started"]:
+                    remember_started(outcome["sync_id"])
+                else:
+                    st.warning(f"{name}: {outcome['reason']}", icon=":material/warning:")
+
 st.subheader("Activity")
 render_sync_activity(ctx)

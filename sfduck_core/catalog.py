@@ -86,8 +86,8 @@ def find_table(tables: list[TableInfo], name: str) -> TableInfo | None:
     return next((t for t in tables if t.table_name == name), None)
 
 
-JOB_COLUMNS = ["sync_id", "table", "status", "strategy", "transport", "created_at", "started_at",
-               "completed_at", "duration_s", "rows", "bytes", "rows_per_s", "error_message"]
+JOB_COLUMNS = ["sync_id", "table", "status", "strategy", "transport", "trigger", "started_by", "created_at",
+               "started_at", "completed_at", "duration_s", "rows", "bytes", "rows_per_s", "error_message"]
 
 
 def _parse_ts(value: Any) -> pd.Timestamp | None:
@@ -112,6 +112,8 @@ def jobs_frame(jobs: list[dict[str, Any]]) -> pd.DataFrame:
             "status": job["status"],
             "strategy": job.get("strategy"),
             "transport": job.get("transport"),
+            "trigger": job.get("trigger"),
+            "started_by": job.get("started_by"),
             "created_at": _parse_ts(job.get("created_at")),
             "started_at": started,
             "completed_at": completed,
@@ -129,14 +131,17 @@ def jobs_frame(jobs: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def filter_jobs(frame: pd.DataFrame, tables: list[str] | None = None, since: dt.datetime | None = None,
-                until: dt.datetime | None = None) -> pd.DataFrame:
-    """Restrict a jobs frame to some tables and a [since, until) time range (UTC)."""
-    mask = pd.Series(True, index=frame.index)
-    if tables:
-        mask &= frame["table"].isin(tables)
-    if since is not None:
-        mask &= frame["created_at"] >= pd.Timestamp(since)
-    if until is not None:
-        mask &= frame["created_at"] < pd.Timestamp(until)
-    return frame[mask]
+def summary_bucket(since: dt.date, until: dt.date) -> str:
+    """A time bucket that keeps a chart readable: days up to half a year, then weeks, then months."""
+    span = (until - since).days
+    return "day" if span <= 180 else "week" if span <= 3 * 365 else "month"
+
+
+def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Store.job_summary() as a frame for charts (bucket as UTC timestamps, counts as numbers)."""
+    frame = pd.DataFrame(rows, columns=["bucket", "table", "jobs", "completed", "failed", "cancelled", "rows",
+                                        "avg_duration_s", "max_duration_s", "rows_per_s"])
+    frame["bucket"] = pd.to_datetime(frame["bucket"])
+    for column in frame.columns[2:]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame

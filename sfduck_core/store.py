@@ -647,7 +647,7 @@ class Store:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def job_facets(self) -> dict[str, list[str]]:
+    def job_facets(self) -> dict[str, Any]:
         """The values the job filters can take (tables, statuses, triggers, users), for pickers."""
         with self.connect() as con:
             def distinct(expr: str) -> list[str]:
@@ -655,8 +655,9 @@ class Store:
                                    "ORDER BY 1").fetchall()
                 return [r[0] for r in rows]
 
+            first = con.execute(f"SELECT min(created_at) FROM {META}.sync_jobs").fetchone()[0]
             return {"tables": distinct("schema_name || '.' || table_name"), "statuses": distinct("status"),
-                    "triggers": distinct("trigger"), "users": distinct("started_by")}
+                    "triggers": distinct("trigger"), "users": distinct("started_by"), "first_created": first}
 
     def prune_jobs(self, older_than: dt.datetime) -> int:
         """Delete finished jobs created before `older_than` (retention); never a table's last

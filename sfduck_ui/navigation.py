@@ -21,6 +21,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/tables.py", "Tables", "tables", ":material/table_view:", frozenset({ADMIN, ANALYST})),
     PageSpec("pages/register.py", "Register", "register", ":material/playlist_add:", frozenset({ADMIN})),
     PageSpec("pages/sync.py", "Sync", "sync", ":material/sync:", frozenset({ADMIN})),
+    PageSpec("pages/schedules.py", "Schedules", "schedules", ":material/schedule:", frozenset({ADMIN, ANALYST})),
     PageSpec("pages/history.py", "History", "history", ":material/monitoring:", frozenset({ADMIN, ANALYST})),
     PageSpec("pages/preview.py", "Preview", "preview", ":material/preview:", frozenset({ADMIN, ANALYST})),
 )

@@ -27,7 +27,8 @@ from tests.ui.conftest import ROOT, RUN_TIMEOUT_S, button, log_in, new_app, text
 
 __all__ = ["ui_env"]  # the fixture, re-exported for pytest
 
-PAGE_FILES = ["pages/tables.py", "pages/register.py", "pages/sync.py", "pages/history.py", "pages/preview.py"]
+PAGE_FILES = ["pages/tables.py", "pages/register.py", "pages/sync.py", "pages/schedules.py", "pages/history.py",
+              "pages/preview.py"]
 
 
 def assert_clean(at: AppTest) -> None:
@@ -138,7 +139,7 @@ def test_wrong_password_is_refused_and_repeated_failures_are_throttled(ui_env: P
 def test_admin_login_shows_all_pages_and_the_sidebar(ui_env: Path) -> None:
     at = logged_in("admin")
     links = [link.proto.label for link in at.sidebar.get("page_link")]
-    assert links == ["Tables", "Register", "Sync", "History", "Preview"]
+    assert links == ["Tables", "Register", "Sync", "Schedules", "History", "Preview"]
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "`admin`" in sidebar and "**Role:** admin" in sidebar and "**Snowflake account:** demo" in sidebar
     assert [b.label for b in at.sidebar.button] == ["Log out"]
@@ -147,7 +148,7 @@ def test_admin_login_shows_all_pages_and_the_sidebar(ui_env: Path) -> None:
 def test_analyst_cannot_reach_register_or_sync(ui_env: Path) -> None:
     at = logged_in("analyst")
     links = [link.proto.label for link in at.sidebar.get("page_link")]
-    assert links == ["Tables", "History", "Preview"]
+    assert links == ["Tables", "Schedules", "History", "Preview"]
     for page in ("pages/register.py", "pages/sync.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(page)  # not registered in st.navigation for this role
@@ -510,3 +511,55 @@ def test_sql_box_with_a_relative_database_path(ui_env: Path, monkeypatch: pytest
     at = run_sql(preview_as_analyst(ui_env), f'SELECT count(*) AS n FROM "{DEMO_SCHEMA}"."WIDE"')
     assert not at.error, texts(at)
     assert at.dataframe[-1].value["n"].tolist() == [3000]
+
+
+# --- schedules and "sync everything" ----------------------------------------------------------------
+
+
+def test_schedules_page_admin_creates_pauses_and_analyst_only_reads(ui_env: Path) -> None:
+    at = logged_in("admin")
+    register(at, "ORDERS")
+    open_page(at, "pages/schedules.py")
+    assert any("No table has a schedule yet" in i.value for i in at.info)
+    [cron] = [t for t in at.text_input if t.label == "Cron expression"]
+    cron.input("61 * * * *")
+    button(at, "Save schedule").click()
+    at.run()
+    assert_clean(at)
+    assert at.error and "Invalid cron expression" in at.error[0].value
+    [cron] = [t for t in at.text_input if t.label == "Cron expression"]
+    cron.input("*/30 * * * *")
+    button(at, "Save schedule").click()
+    at.run()
+    assert_clean(at)
+    assert any("Saved" in s.value and "every" not in s.value for s in at.success), texts(at)
+    table = at.dataframe[0].value
+    assert list(table["when"]) == ["cron */30 * * * * (UTC)"] and list(table["enabled"]) == [True]
+    assert list(table["changed by"]) == ["admin"]
+    button(at, "Pause").click()
+    at.run()
+    assert_clean(at)
+    assert list(at.dataframe[0].value["enabled"]) == [False]
+
+    analyst = logged_in("analyst")
+    open_page(analyst, "pages/schedules.py")
+    assert list(analyst.dataframe[0].value["table"]) == [f"{DEMO_SCHEMA}.ORDERS"]
+    assert not [b for b in analyst.button if b.label in ("Save schedule", "Pause", "Resume", "Delete schedule")]
+
+
+def test_sync_every_registered_table_now(ui_env: Path) -> None:
+    at = logged_in("admin")
+    for table in ("ORDERS", "EMPTY_TABLE"):
+        register(at, table)
+    open_page(at, "pages/sync.py")
+    button(at, "Start 2 sync(s)").click()
+    at.run()
+    assert_clean(at)
+    jobs = wait_for_jobs(ui_env / "sfduck.duckdb")
+    assert sorted(j["table_name"] for j in jobs) == ["EMPTY_TABLE", "ORDERS"]
+    assert {(j["status"], j["trigger"], j["started_by"]) for j in jobs} == {("completed", "dashboard", "admin")}
+    open_page(at, "pages/history.py")
+    assert set(at.dataframe[0].value["started_by"]) == {"admin"}
+    select(at, "Started from", "dashboard")
+    assert_clean(at)
+    assert len(at.dataframe[0].value) == 2

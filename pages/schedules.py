@@ -1,0 +1,84 @@
+"""Schedules: sync registered tables on a cron expression or a fixed interval (admins edit, all read)."""
+# ruff: noqa: E402  -- the login/role gate must be the page's first statement, before other imports
+
+from sfduck_ui.auth import require_page
+
+ctx, viewer = require_page("schedules")
+
+import pandas as pd
+import streamlit as st
+
+from sfduck_core.engine import STRATEGIES
+from sfduck_core.users import ADMIN
+from sfduck_ui.layout import flash, load_or_stop, user_errors
+
+st.title("Schedules")
+st.caption("Scheduled syncs run in the server process (./scripts/dashboard.sh); a run that falls due while "
+           "the table is syncing is skipped, runs missed while the server was down become one catch-up run, "
+           f"and a schedule pauses itself after {ctx.settings.schedule_failure_limit} failed runs in a row.")
+schedules = load_or_stop("reading the schedules", ctx.schedules.list)
+if schedules:
+    st.dataframe(pd.DataFrame([{
+        "table": s.label, "when": s.when, "strategy": s.strategy, "enabled": s.enabled,
+        "next run (UTC)": s.next_run_at if s.enabled else None, "last run (UTC)": s.last_run_at,
+        "last outcome": s.last_outcome, "failures in a row": s.consecutive_failures,
+        "paused because": s.paused_reason, "changed by": s.updated_by,
+    } for s in schedules]), hide_index=True, width="stretch")
+    for s in schedules:
+        if s.paused_reason:
+            st.warning(f"{s.label}: {s.paused_reason}", icon=":material/pause_circle:")
+else:
+    st.info("No table has a schedule yet.")
+
+if ADMIN not in viewer.roles:
+    st.stop()
+
+registrations = load_or_stop("reading the registrations", ctx.engine.store.list_registrations)
+if not registrations:
+    st.info("Register a table first; then give it a schedule here.")
+    st.stop()
+by_label = {f"{r.schema_name}.{r.table_name}": r for r in registrations}
+existing = {s.table_id: s for s in schedules}
+
+st.subheader("Create or change a schedule")
+label = st.selectbox("Registered table", list(by_label), key="schedule_table")
+registration = by_label[label]
+current = existing.get(registration.table_id)
+with st.form("schedule_form"):
+    kind = st.radio("Timing", ["cron", "interval"], horizontal=True,
+                    index=1 if current and current.interval_s else 0)
+    cron = st.text_input("Cron expression", value=(current.cron if current and current.cron else "0 * * * *"),
+                         help="Five fields: minute hour day-of-month month day-of-week, e.g. */15 * * * *.")
+    timezone = st.text_input("Time zone of the cron expression", value=current.timezone if current else "UTC",
+                             help="An IANA name such as UTC or Europe/Paris.")
+    minutes = st.number_input("Interval (minutes)", min_value=1, max_value=527040, step=5,
+                              value=int((current.interval_s or 3600) / 60) if current else 60)
+    strategy = st.radio("Strategy", STRATEGIES, horizontal=True,
+                        index=STRATEGIES.index(current.strategy) if current else 0)
+    enabled = st.checkbox("Enabled", value=current.enabled if current else True)
+    save = st.form_submit_button("Save schedule", type="primary", icon=":material/schedule:")
+if save:
+    with user_errors(f"saving the schedule of {label}"):
+        saved = ctx.schedules.save(registration, cron=cron if kind == "cron" else None, timezone=timezone,
+                                   interval_s=int(minutes * 60) if kind == "interval" else None,
+                                   strategy=strategy, enabled=enabled, actor=viewer.username)
+        flash(f"Saved: {saved.label} {saved.when}; next run {saved.next_run_at:%Y-%m-%d %H:%M} UTC.")
+        st.rerun()
+
+if current is not None:
+    left, right = st.columns(2)
+    if current.enabled and left.button("Pause", icon=":material/pause:"):
+        with user_errors(f"pausing {label}"):
+            ctx.schedules.set_enabled(current.table_id, False, viewer.username)
+            flash(f"Paused the schedule of {label}.")
+            st.rerun()
+    if not current.enabled and left.button("Resume", icon=":material/play_arrow:"):
+        with user_errors(f"resuming {label}"):
+            ctx.schedules.set_enabled(current.table_id, True, viewer.username)
+            flash(f"Resumed the schedule of {label}.")
+            st.rerun()
+    if right.button("Delete schedule", icon=":material/delete:"):
+        with user_errors(f"deleting the schedule of {label}"):
+            ctx.schedules.delete(current.table_id, viewer.username)
+            flash(f"Deleted the schedule of {label}; the table stays registered.")
+            st.rerun()
