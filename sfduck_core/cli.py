@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sfduck_core.config import load_settings
@@ -25,6 +25,10 @@ def _csv(value: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfduck", description="Copy Snowflake tables into DuckDB.")
+    parser.add_argument("--server", metavar="URL",
+                        help="drive this running sfduck server over its API instead of the DuckDB file "
+                             "(default: SFDUCK_SERVER_URL; token from SFDUCK_API_TOKEN, or SFDUCK_API_USER and "
+                             "SFDUCK_API_PASSWORD)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("tables", help="list the tables of a schema with their size")
@@ -98,10 +102,55 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _progress_listener(args: argparse.Namespace) -> Callable[[SyncProgress], None]:
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    return _StderrProgress() if show and not args.quiet else ignore_progress
+
+
+def run_remote(args: argparse.Namespace, url: str) -> int:
+    """The same commands, through a running server's API (so cron never competes for the file)."""
+    from sfduck_core.remote import RemoteServer, quote
+
+    server = RemoteServer(url)
+    if args.command == "tables":
+        if not args.schema:
+            raise SfduckError("With --server, name the schema: sfduck --server URL tables SCHEMA.")
+        _print(server.call("GET", f"/sync/tables/{quote(args.schema)}"))
+    elif args.command == "register":
+        _print(server.call("POST", "/sync/tables/register", {
+            "schema_name": args.schema, "table_name": args.table, "incremental_key": args.incremental_key,
+            "primary_key": args.primary_key, "detect_deletes": args.detect_deletes,
+            "include_columns": args.columns, "exclude_columns": args.exclude_columns}))
+    elif args.command == "unregister":
+        _print(server.call("DELETE", f"/sync/tables/{quote(args.schema)}/{quote(args.table)}"))
+    elif args.command == "sync":
+        job = server.sync({"schema_name": args.schema, "table_name": args.table, "strategy": args.strategy,
+                           "transport": args.transport, "where": args.where, "incremental_key": args.incremental_key,
+                           "primary_key": args.primary_key, "detect_deletes": args.detect_deletes,
+                           "force": args.force, "trigger": "cli"}, _progress_listener(args))
+        _print(job)
+        if job["status"] != "completed":
+            verb = "was cancelled" if job["status"] == "cancelled" else "failed"
+            raise SfduckError(f"Sync {job['sync_id']} {verb}: {job.get('error_message')}")
+    elif args.command == "status":
+        _print(server.call("GET", f"/sync/status/{quote(args.sync_id)}"))
+    elif args.command == "cancel":
+        _print(server.call("POST", f"/sync/cancel/{quote(args.sync_id)}"))
+    elif args.command == "history":
+        _print(server.call("GET", "/sync/jobs", schema_name=args.schema, table_name=args.table,
+                           limit=1000)["jobs"])
+    else:
+        raise SfduckError(f"`{args.command}` runs locally only; leave out --server.")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from sfduck_core.engine import SyncEngine, SyncRequest
 
     settings = load_settings()
+    url = args.server or settings.server_url
+    if url and args.command != "describe":  # describe only asks Snowflake: no file to compete for
+        return run_remote(args, url)
     engine = SyncEngine(settings, snowflake_source(settings))
     if args.command == "tables":
         _print([t.as_dict() for t in engine.list_tables(args.schema)])
@@ -128,8 +177,7 @@ def run(args: argparse.Namespace) -> int:
         request = SyncRequest(args.schema, args.table, strategy=args.strategy, transport=args.transport,
                               where=args.where, incremental_key=args.incremental_key,
                               primary_key=args.primary_key, detect_deletes=args.detect_deletes, force=args.force)
-        show = sys.stderr.isatty() if args.progress is None else args.progress
-        job = engine.sync(request, on_progress=_StderrProgress() if show and not args.quiet else ignore_progress)
+        job = engine.sync(request, on_progress=_progress_listener(args))
         _print(job)
     elif args.command == "status":
         engine.store.reap_dead_jobs()

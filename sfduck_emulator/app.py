@@ -75,6 +75,9 @@ class EmulatorApp:
         self.temp_stages: dict[str, set[str]] = {}
         self.prevent_internal_unload = False
         self.unload_http_status: int | None = None  # an outage on COPY INTO, for tests
+        # a slow unload, for tests: COPY INTO waits until released (UNSET) or the delay passes
+        self.unload_delay_s = 0.0
+        self.unload_released = threading.Event()
         self._lock = threading.Lock()
         routes = [
             Route("/session/v1/login-request", self.login, methods=["POST"]),
@@ -197,9 +200,13 @@ class EmulatorApp:
         """Only PREVENT_UNLOAD_TO_INTERNAL_STAGES, so tests can see sfduck fall back to arrow
         exactly as it must on accounts that forbid internal-stage unloads."""
         words = [t.upper for t in toks if t.kind == "word"]
+        numbers = [t.text for t in toks if t.text.isdigit()]
         if "SFDUCK_UNLOAD_HTTP_STATUS" in words:  # the emulator's own: unloads answer with this status
-            numbers = [t.text for t in toks if t.text.isdigit()]
             self.unload_http_status = int(numbers[0]) if words[2] == "SET" and numbers else None
+            return status_response(conn, "Statement executed successfully.")
+        if "SFDUCK_UNLOAD_DELAY_S" in words:  # the emulator's own: unloads wait (UNSET releases them)
+            self.unload_delay_s = float(numbers[0]) if words[2] == "SET" and numbers else 0.0
+            (self.unload_released.clear if self.unload_delay_s else self.unload_released.set)()
             return status_response(conn, "Statement executed successfully.")
         if "PREVENT_UNLOAD_TO_INTERNAL_STAGES" not in words:
             raise unsupported("ALTER ACCOUNT other than PREVENT_UNLOAD_TO_INTERNAL_STAGES")
@@ -211,6 +218,8 @@ class EmulatorApp:
     ) -> Response:
         if self.unload_http_status:
             return Response(status_code=self.unload_http_status, content=b"Service Unavailable")
+        if self.unload_delay_s:
+            self.unload_released.wait(self.unload_delay_s)
         if self.prevent_internal_unload:
             raise snowflake.connector.errors.ProgrammingError(
                 msg="Unload to internal stage is not allowed by the account parameter "

@@ -182,7 +182,7 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
         bg = svc.start_sync(SyncRequest(
             body.schema_name, body.table_name, strategy=body.strategy, transport=body.transport, where=body.where,
             incremental_key=body.incremental_key, primary_key=body.primary_key,
-            detect_deletes=body.detect_deletes, force=body.force, trigger="api", started_by=who.username))
+            detect_deletes=body.detect_deletes, force=body.force, trigger=body.trigger, started_by=who.username))
         job = svc.engine.store.get_job(bg.sync_id)
         return s.StartOut(sync_id=bg.sync_id, status=job["status"] if job else "pending")
 

@@ -70,6 +70,7 @@ class StartIn(Strict):
     transport: Transport = "auto"
     detect_deletes: bool | None = None
     force: bool = False
+    trigger: Literal["api", "cli"] = Field(default="api", description="cli: the sfduck command with --server")
 
 
 class StartOut(BaseModel):

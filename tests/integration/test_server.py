@@ -1,0 +1,179 @@
+"""The server as users run it: `./scripts/dashboard.sh` serving the dashboard and the API in one
+process, driven by the spec's curl commands and by the CLI's --server mode, and stopped by SIGTERM
+in the middle of a sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sfduck_core.store import Store
+from sfduck_emulator.settings import EmulatorSettings
+from tests.integration.conftest import TEST_DATA_ROWS, env_for
+from tests.integration.test_api import PASSWORDS, write_users
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    env: dict[str, str]
+    db: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(emulator: EmulatorSettings, tmp: Path) -> Server:
+    env = env_for(emulator, tmp)
+    write_users(tmp / "users.yaml")
+    port = free_port()
+    env.update(SFDUCK_USERS_FILE=str(tmp / "users.yaml"), SFDUCK_PORT=str(port), SFDUCK_ADDRESS="127.0.0.1")
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 (closed with the process)
+    process = subprocess.Popen(["./scripts/dashboard.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/health", timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"the server did not start:\n{(tmp / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.2)
+    return Server(url, process, env, Path(env["SFDUCK_DUCKDB_PATH"]))
+
+
+def stop(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(emulator: EmulatorSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(emulator, tmp_path_factory.mktemp("server"))
+    yield running
+    stop(running)
+
+
+def curl(*args: str) -> dict | list:
+    out = subprocess.run(["curl", "-s", "--max-time", "60", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_the_spec_curl_commands_verbatim(server: Server, emulator: EmulatorSettings) -> None:
+    api, schema = f"{server.url}/api/v1", emulator.schema
+    token = curl("-X", "POST", f"{api}/auth/token", "-H", "Content-Type: application/x-www-form-urlencoded",
+                 "-d", f"username=ops&password={PASSWORDS['ops']}")["access_token"]
+    auth = f"Authorization: Bearer {token}"
+    tables = curl("-X", "GET", f"{api}/sync/tables/{schema}", "-H", auth)
+    assert {"table_name": "data", "row_count": TEST_DATA_ROWS}.items() <= next(
+        t for t in tables if t["table_name"] == "data").items()
+    reg = curl("-X", "POST", f"{api}/sync/tables/register", "-H", auth, "-H", "Content-Type: application/json",
+               "-d", json.dumps({"table_name": "data", "schema_name": schema}))
+    assert reg["status"] == "active"
+    started = curl("-X", "POST", f"{api}/sync/start", "-H", auth, "-H", "Content-Type: application/json",
+                   "-d", json.dumps({"table_name": "data", "schema_name": schema, "strategy": "full"}))
+    deadline = time.monotonic() + 120
+    while (job := curl("-X", "GET", f"{api}/sync/status/{started['sync_id']}", "-H", auth))["status"] in (
+            "pending", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["status"] == "completed", job["error_message"]
+    assert job["stats"]["rows_processed"] == job["stats"]["total_rows"] == TEST_DATA_ROWS
+    history = curl("-X", "GET", f"{api}/sync/tables/status/{reg['table_id']}", "-H", auth)
+    assert history["jobs"][0]["sync_id"] == started["sync_id"]
+    gone = curl("-X", "DELETE", f"{api}/sync/tables/{schema}/data", "-H", auth)
+    assert gone["status"] == "inactive"
+    # the dashboard is served by the same process
+    with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=10) as r:
+        assert r.read() == b"ok"
+
+
+def test_the_cli_drives_the_running_server(server: Server, emulator: EmulatorSettings) -> None:
+    env = {**server.env, "SFDUCK_API_USER": "ops", "SFDUCK_API_PASSWORD": PASSWORDS["ops"],
+           "SFDUCK_LOCK_TIMEOUT": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sfduck_core", "--server", server.url, *args], env=env,
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    out = cli("register", emulator.schema, "ORDERS")
+    assert out.returncode == 0, out.stderr
+    out = cli("sync", emulator.schema, "ORDERS")
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert job["status"] == "completed" and job["trigger"] == "cli" and job["started_by"] == "ops"
+    assert json.loads(cli("status", job["sync_id"]).stdout)["sync_id"] == job["sync_id"]
+    assert [j["sync_id"] for j in json.loads(cli("history", emulator.schema, "ORDERS").stdout)] == [job["sync_id"]]
+    bad = cli("sync", emulator.schema, "NOT_REGISTERED")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: The server refused (409)")
+    assert "Traceback" not in bad.stderr
+    env["SFDUCK_API_PASSWORD"] = "wrong"
+    denied = cli("history", emulator.schema, "ORDERS")
+    assert denied.returncode == 1 and "(401)" in denied.stderr
+
+
+def test_sigterm_cancels_running_syncs_and_exits_within_30_s(emulator: EmulatorSettings, sf, tmp_path: Path
+                                                             ) -> None:
+    server = start_server(emulator, tmp_path)
+    try:
+        api, schema = f"{server.url}/api/v1", emulator.schema
+        token = curl("-X", "POST", f"{api}/auth/token", "-d",
+                     f"username=ops&password={PASSWORDS['ops']}")["access_token"]
+        auth = f"Authorization: Bearer {token}"
+        body = json.dumps({"table_name": "data", "schema_name": schema, "transport": "stage", "force": True})
+        curl("-X", "POST", f"{api}/sync/tables/register", "-H", auth, "-H", "Content-Type: application/json",
+             "-d", json.dumps({"table_name": "data", "schema_name": schema}))
+        first = curl("-X", "POST", f"{api}/sync/start", "-H", auth, "-H", "Content-Type: application/json", "-d",
+                     body)
+        while curl(f"{api}/sync/status/{first['sync_id']}", "-H", auth)["status"] in ("pending", "running"):
+            time.sleep(0.1)
+        sf.cursor().execute("ALTER ACCOUNT SET SFDUCK_UNLOAD_DELAY_S = 120")  # the next unload waits
+        try:
+            second = curl("-X", "POST", f"{api}/sync/start", "-H", auth, "-H", "Content-Type: application/json",
+                          "-d", body)
+            deadline = time.monotonic() + 60
+            while (curl(f"{api}/sync/status/{second['sync_id']}", "-H", auth).get("progress") or {}).get(
+                    "phase") != "unloading":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+        finally:
+            sf.cursor().execute("ALTER ACCOUNT UNSET SFDUCK_UNLOAD_DELAY_S")  # the unload returns
+        server.process.wait(30)
+        assert time.monotonic() - signalled < 30
+        store = Store(server.db)
+        job = store.get_job(second["sync_id"])
+        assert job["status"] == "cancelled", job
+        assert store.get_job(first["sync_id"])["status"] == "completed"
+        with store.connect() as con:
+            assert Store.count_rows(con, schema, "data") == TEST_DATA_ROWS
+        assert os.path.getsize(server.db) > 0
+    finally:
+        stop(server)
