@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sfduck_core.engine import SyncRequest
 from sfduck_core.errors import (
@@ -62,6 +63,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                        (404, "Unknown table or job"), (409, "Not registered, or already running"),
                        (422, "Malformed request"), (503, "Snowflake or the DuckDB file is unavailable"))
 }
+
+
+class ApiPrefix:
+    """ASGI middleware that hands every request under API_PREFIX to the API, whatever its path
+    holds. A router's Mount matches paths with a regex that stops at a newline, so such a request
+    fell through to the dashboard's router and got a plain-text 404 instead of the API's JSON."""
+
+    def __init__(self, app: ASGIApp, api: ASGIApp) -> None:
+        self.app, self.api = app, api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] in ("http", "websocket") and (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+            await self.api({**scope, "root_path": scope.get("root_path", "") + API_PREFIX}, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def status_of(exc: SfduckError) -> int:

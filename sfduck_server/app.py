@@ -17,11 +17,11 @@ from typing import Any
 
 import anyio
 import streamlit as st
-from starlette.routing import Mount
+from starlette.middleware import Middleware
 
 from sfduck_core.errors import SfduckError
 from sfduck_core.service import Service, shared_service
-from sfduck_server.api import API_PREFIX, create_api
+from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
 from sfduck_ui.context import configured_cookie_key
 
 SHUTDOWN_WAIT_S = 20.0  # for running syncs to stop; the whole exit stays within 30 s
@@ -51,4 +51,4 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
 
 
 app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
-             routes=[Mount(API_PREFIX, app=create_api(process_service))], lifespan=lifespan)
+             middleware=[Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)

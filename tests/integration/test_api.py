@@ -14,7 +14,6 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from sfduck_core.config import Settings
 from sfduck_core.engine import SyncRequest
@@ -23,7 +22,7 @@ from sfduck_core.service import Service, build_service
 from sfduck_core.store import JobQuery
 from sfduck_core.users import hash_password
 from sfduck_emulator.settings import EmulatorSettings
-from sfduck_server.api import API_PREFIX, create_api
+from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
 from tests.integration.conftest import TEST_DATA_ROWS
 
 PASSWORDS = {"ops": "ops-password-1", "ana": "ana-password-1"}
@@ -38,7 +37,7 @@ def write_users(path: Path) -> None:
 
 
 def client_for(service: Service) -> TestClient:
-    return TestClient(Starlette(routes=[Mount(API_PREFIX, app=create_api(lambda: service))]),
+    return TestClient(ApiPrefix(Starlette(), create_api(lambda: service)),
                       base_url="http://testserver" + API_PREFIX)
 
 
