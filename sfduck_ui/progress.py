@@ -1,21 +1,28 @@
-"""Live progress of background syncs, and the outcome of the ones this session started.
+"""Live progress of background syncs (whoever started them: this page, the API, a schedule), the
+outcome of the ones this session started, and the recent jobs of every table.
 
-Progress is polled by a fragment that reruns every second, and only while a sync is running: when
-the last one ends the fragment asks for one full rerun, after which nothing polls any more.
+While a sync runs, a fragment redraws its progress every second; when the last one ends it asks
+for one full rerun. While nothing runs, a slower fragment only watches for a sync started
+elsewhere (an in-memory check) and switches to the fast one when it sees one.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import streamlit as st
 
 from sfduck_core.background import BackgroundSync
-from sfduck_core.catalog import human_bytes
+from sfduck_core.catalog import human_bytes, jobs_frame
 from sfduck_core.errors import SfduckError
 from sfduck_core.progress import SyncProgress
+from sfduck_core.store import JobQuery
 from sfduck_ui.context import AppContext
 
 _MY_SYNCS_KEY = "_sfduck_my_syncs"
 POLL_EVERY = "1s"
+IDLE_POLL_EVERY = "2s"
+RECENT_HOURS = 24
 
 
 def remember_started(sync_id: str) -> None:
@@ -80,8 +87,27 @@ def _render_finished(bg: BackgroundSync) -> None:
             st.json(job)
 
 
+def _render_recent(ctx: AppContext) -> None:
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=RECENT_HOURS)
+    try:
+        jobs, total = ctx.engine.store.find_jobs(JobQuery(since=since), limit=10)
+    except SfduckError as exc:  # a busy file: the next poll tries again
+        st.caption(f"Recent syncs unavailable: {exc}")
+        return
+    if not jobs:
+        return
+    frame = jobs_frame(jobs)[["created_at", "table", "status", "trigger", "started_by", "rows", "duration_s",
+                              "sync_id"]]
+    st.caption(f"Recent syncs of every table ({total} in the last {RECENT_HOURS} h; all on the History page)")
+    st.dataframe(frame, hide_index=True, width="stretch", key="recent_syncs",
+                 column_config={"trigger": st.column_config.TextColumn("started from"),
+                                "started_by": st.column_config.TextColumn("started by"),
+                                "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f")})
+
+
 def _render_all(ctx: AppContext) -> bool:
-    """Draw running syncs (anyone's) and this session's finished ones; True if any is running."""
+    """Draw running syncs (anyone's), this session's finished ones and the recent jobs; True if any
+    is running."""
     running = ctx.syncs.running()
     for bg in running:
         _render_running(ctx, bg)
@@ -90,6 +116,7 @@ def _render_all(ctx: AppContext) -> bool:
         _render_finished(bg)
     if not running and not any(mine):
         st.caption("No sync is running.")
+    _render_recent(ctx)
     return bool(running)
 
 
@@ -99,9 +126,15 @@ def _live(ctx: AppContext) -> None:
         st.rerun(scope="app")  # the last sync ended: one full rerun, then polling stops
 
 
+@st.fragment(run_every=IDLE_POLL_EVERY)
+def _idle(ctx: AppContext) -> None:
+    if _render_all(ctx):
+        st.rerun(scope="app")  # a sync started elsewhere (API, schedule): switch to live progress
+
+
 def render_sync_activity(ctx: AppContext) -> None:
-    """Live progress while anything runs; a still summary otherwise (no polling)."""
+    """Live progress while anything runs; otherwise a slow watch for syncs started elsewhere."""
     if ctx.syncs.running():
         _live(ctx)
     else:
-        _render_all(ctx)
+        _idle(ctx)

@@ -1,13 +1,16 @@
-"""End to end in a real browser: `streamlit run` + headless Debian chromium driven by Playwright.
+"""End to end in a real browser: the server (`streamlit run sfduck_server/app.py`, the dashboard and
+the API in one process) + headless Debian chromium driven by Playwright.
 
-Log in as admin on the demo data, register and sync "data" while its progress shows, find the job
-in the history chart, preview the table, log out; then prove that a deep link on a freshly started
-server shows nothing but the login form. Screenshots go to test-output/browser/.
+Log in as admin on the demo data, register and sync "data" while its progress shows, watch a sync
+started through the API appear on the Sync page, give the table a schedule, find the jobs in the
+history chart, preview the table, log out; then prove that a deep link on a freshly started server
+shows nothing but the login form. Screenshots go to test-output/browser/.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -57,11 +60,12 @@ def app_env(tmp_path: Path) -> dict[str, str]:
 
 @contextmanager
 def streamlit_server(tmp_path: Path, name: str) -> Iterator[str]:
-    """A fresh `streamlit run` process on a free loopback port; yields its base URL."""
+    """A fresh server process on a free loopback port, as ./scripts/dashboard.sh starts it; yields its
+    base URL."""
     port = free_port()
     log = (tmp_path / f"{name}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", "sfduck_server/app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=app_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
     )
@@ -138,6 +142,33 @@ def go(page: Page, title: str) -> None:
     expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()  # not undone by a rerun
 
 
+def api_start_sync(url: str, table: str) -> tuple[str, str]:
+    """Start a sync the way automation does: a token, then POST /sync/start; (token, sync_id)."""
+    form = b"username=admin&password=admin"
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/api/v1/auth/token", data=form), timeout=30) as r:
+        token = json.load(r)["access_token"]
+    body = json.dumps({"table_name": table, "schema_name": SCHEMA, "strategy": "full", "force": True,
+                       "transport": "arrow"}).encode()
+    request = urllib.request.Request(f"{url}/api/v1/sync/start", data=body, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.status == 202
+        return token, json.load(r)["sync_id"]
+
+
+def api_wait_for_end(url: str, token: str, sync_id: str) -> dict:
+    deadline = time.monotonic() + SYNC_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(f"{url}/api/v1/sync/status/{sync_id}",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            job = json.load(r)
+        if job["status"] not in ("pending", "running"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"sync {sync_id} did not end")
+
+
 def assert_only_login_form(page: Page) -> None:
     expect(page.get_by_label("Username")).to_be_visible(timeout=30_000)
     settled(page)
@@ -193,12 +224,31 @@ def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser,
         expect(page.get_by_text("1,000,000").first).to_be_visible()
         shot(page, "05_sync_done")
 
+        # A sync started through the API shows up on the open Sync page without a click.
+        token, api_sync = api_start_sync(url, "data")
+        with contextlib.suppress(PlaywrightTimeoutError):  # its live progress, if it runs long enough
+            expect(progress.first).to_be_visible(timeout=10_000)
+            shot(page, "05b_api_sync_progress")
+        recent = page.locator('[data-testid="stDataFrame"]').last
+        expect(recent).to_contain_text(api_sync[:8], timeout=60_000)
+        expect(recent).to_contain_text("api")
+        assert api_wait_for_end(url, token, api_sync)["status"] == "completed"
+        expect(progress).to_have_count(0, timeout=30_000)  # the page saw it end, without a click
+        shot(page, "05c_api_sync_on_the_sync_page")
+
+        go(page, "Schedules")
+        page.get_by_role("textbox", name="Cron expression", exact=True).fill("*/30 * * * *")
+        page.get_by_role("button", name="Save schedule").click()
+        expect(page.get_by_text(re.compile(rf"Saved: {SCHEMA}\.data cron \*/30"))).to_be_visible()
+        expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+        shot(page, "06a_schedules")
+
         go(page, "History")
         chart = page.locator(".js-plotly-plot").first
         expect(chart).to_be_visible()
         # Plotly ships the numbers binary-encoded; _fullData holds them decoded, as drawn.
         drawn = chart.evaluate("el => el._fullData.map(trace => Array.from(trace.y))")
-        assert drawn == [[1_000_000]], drawn
+        assert drawn == [[2_000_000]], drawn  # both syncs of today, summed per day
         shot(page, "06_history")
 
         go(page, "Preview")
