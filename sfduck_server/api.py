@@ -211,8 +211,10 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
     @api.get("/sync/status/{sync_id}", response_model=s.JobOut, tags=["sync"])
     def status(sync_id: str, svc: Svc, _: Reader) -> dict[str, Any]:
         """One job, with live progress while it runs in this server."""
-        svc.engine.store.reap_dead_jobs()
         job = svc.engine.store.get_job(sync_id)
+        if job is not None and job["status"] in ("pending", "running") and svc.syncs.get(sync_id) is None:
+            svc.engine.store.reap_dead_jobs()  # another process's: it may have died (not ours: we know)
+            job = svc.engine.store.get_job(sync_id)
         if job is None:
             raise JobNotFoundError(f"No sync job with id {sync_id!r}.")
         return _with_progress(svc, job)
