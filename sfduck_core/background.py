@@ -34,6 +34,7 @@ class BackgroundSync:
     error: str | None = None
     cancelled: bool = False  # ended by a cancel, the time limit or a shutdown, not by a fault
     finished: threading.Event = field(default_factory=threading.Event)
+    job: dict[str, Any] | None = None  # its job row while it runs (read at start and once running)
 
     @property
     def running(self) -> bool:
@@ -62,11 +63,14 @@ class BackgroundSyncs:
 
         def on_progress(p: SyncProgress) -> None:
             if (bg := holder.get("bg")) is not None:
+                if bg.job is not None and bg.job["status"] == "pending" and p.phase != "queued":
+                    bg.job = self.engine.store.get_job(bg.sync_id)  # now running: its started_at
                 bg.progress = p
 
         run = self.engine.prepare(request, on_progress, queued=True)
         bg = BackgroundSync(run.sync_id, request, run.progress.advance(phase="queued",
                                                                         message="Waiting for a free sync slot"))
+        bg.job = self.engine.store.get_job(run.sync_id)
         holder["bg"] = bg
         bg.thread = threading.Thread(target=self._run, args=(bg, run), name=f"sfduck-sync-{run.sync_id[:8]}",
                                      daemon=True)

@@ -130,6 +130,19 @@ class Service:
             outcomes.append(entry)
         return outcomes
 
+    def job(self, sync_id: str) -> dict[str, Any] | None:
+        """A job with its live progress. One this process runs is answered from memory while it
+        runs, so many clients polling a sync cost it nothing; others come from the store (after
+        reaping, in case the process running them died)."""
+        bg = self.syncs.get(sync_id)
+        if bg is not None and bg.running and bg.job is not None:
+            return {**bg.job, "progress": self.live_progress(sync_id)}
+        job = self.engine.store.get_job(sync_id)
+        if job is not None and job["status"] in ("pending", "running") and bg is None:
+            self.engine.store.reap_dead_jobs()
+            job = self.engine.store.get_job(sync_id)
+        return None if job is None else {**job, "progress": self.live_progress(sync_id)}
+
     def live_progress(self, sync_id: str) -> dict[str, Any] | None:
         """Progress of a sync this process runs (None for others, or once forgotten)."""
         bg = self.syncs.get(sync_id)

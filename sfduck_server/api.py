@@ -211,13 +211,10 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
     @api.get("/sync/status/{sync_id}", response_model=s.JobOut, tags=["sync"])
     def status(sync_id: str, svc: Svc, _: Reader) -> dict[str, Any]:
         """One job, with live progress while it runs in this server."""
-        job = svc.engine.store.get_job(sync_id)
-        if job is not None and job["status"] in ("pending", "running") and svc.syncs.get(sync_id) is None:
-            svc.engine.store.reap_dead_jobs()  # another process's: it may have died (not ours: we know)
-            job = svc.engine.store.get_job(sync_id)
+        job = svc.job(sync_id)
         if job is None:
             raise JobNotFoundError(f"No sync job with id {sync_id!r}.")
-        return _with_progress(svc, job)
+        return job
 
     @api.get("/sync/tables/status/{table_id}", response_model=s.TableStatusOut, tags=["sync"])
     def table_status(table_id: str, svc: Svc, _: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
