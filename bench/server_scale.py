@@ -143,9 +143,12 @@ def hammer(server: Server, paths: list[str], clients: int, per_client: int) -> t
                 elapsed = time.perf_counter() - started
                 with lock:
                     latencies.append(elapsed)
-            except Exception:
+            except Exception as exc:
                 with lock:
                     errors[0] += 1
+                    if errors[0] <= 3:
+                        detail = exc.read().decode()[:300] if hasattr(exc, "read") else ""
+                        log(f"request failed: {exc} {detail}")
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:

@@ -123,6 +123,9 @@ MIGRATIONS: list[list[str]] = [
             last_outcome VARCHAR,
             updated_by VARCHAR,
             updated_at TIMESTAMPTZ NOT NULL)"""],
+    # a year of schedules is a million jobs: look one up (status polls) without scanning them all
+    [f"CREATE INDEX sync_jobs_by_id ON {META}.sync_jobs (sync_id)",
+     f"CREATE INDEX sync_jobs_by_table ON {META}.sync_jobs (table_id)"],
 ]
 
 _LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
@@ -620,7 +623,7 @@ class Store:
         where, params = query.where()
         with self.connect() as con:
             total = int(con.execute(f"SELECT count(*) FROM {META}.sync_jobs {where}", params).fetchone()[0])
-        return self._jobs(where, params, limit, offset), total
+            return self._jobs(where, params, limit, offset, con), total
 
     def job_summary(self, query: JobQuery, bucket: str) -> list[dict[str, Any]]:
         """Per time bucket (`hour`, `day`, `week`, `month`) and table: jobs, failures, rows and
@@ -671,8 +674,9 @@ class Store:
                 "WHERE last_sync_id IS NOT NULL)",
                 [older_than]).fetchone()[0])
 
-    def _jobs(self, where: str, params: list[Any], limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
-        with self.connect() as con:
+    def _jobs(self, where: str, params: list[Any], limit: int = 1000, offset: int = 0,
+              con: duckdb.DuckDBPyConnection | None = None) -> list[dict[str, Any]]:
+        with contextlib.nullcontext(con) if con is not None else self.connect() as con:
             cur = con.execute(
                 "SELECT sync_id, table_id, schema_name, table_name, strategy, transport, status, created_at, "
                 "started_at, completed_at, error_message, stats, filter, trigger, started_by "
