@@ -105,6 +105,8 @@ class Settings:
     files_read: tuple[str, ...] = ()  # the .env and secrets files that supplied settings
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S  # a whole sync, download and load included
     sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
+    # (setting, where its value came from) for every setting that was given: names, never values
+    origins: tuple[tuple[str, str], ...] = ()
 
     @property
     def source_label(self) -> str:
@@ -184,18 +186,26 @@ def load_settings(
         secrets.update(_secrets_section(path))
     files_read.extend(str(p) for p in secrets_files)
 
+    origins: dict[str, str] = {}
+    dotenv_label = f".env ({files_read[0]})" if dotenv else ".env"
+    secrets_label = f"secrets file ({', '.join(str(p) for p in secrets_files)})"
+
     def pick(name: str, secrets_key: str | None = None) -> Any:
-        for source in (env, dotenv):
+        for source, label in ((env, "environment"), (dotenv, dotenv_label)):
             if source.get(name) not in (None, ""):
+                origins[name] = label
                 return source[name]
-        if secrets_key is not None:
-            return secrets.get(secrets_key)
+        if secrets_key is not None and secrets.get(secrets_key) not in (None, ""):
+            origins[name] = secrets_label
+            return secrets[secrets_key]
         return None
 
     def path_setting(name: str, default: str) -> Path:
         if env.get(name):
+            origins[name] = "environment"
             return (Path.cwd() / env[name]).resolve()
         if dotenv.get(name):
+            origins[name] = dotenv_label
             return (dotenv_dir / dotenv[name]).resolve()
         return ((APP_DIR or Path.cwd()) / default).resolve()
 
@@ -233,10 +243,12 @@ def load_settings(
             f"logins) will not start there. Looked for secrets in: {looked}. Set SNOWFLAKE_ACCOUNT, or "
             f"{DEMO_ENV}=1 to run the demo anyway."
         )
+    duckdb_path = path_setting("SFDUCK_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
+    data_dir = path_setting("SFDUCK_DATA_DIR", DEFAULT_DATA_DIR)
     return Settings(
         snowflake=snowflake,
-        duckdb_path=path_setting("SFDUCK_DUCKDB_PATH", DEFAULT_DUCKDB_PATH),
-        data_dir=path_setting("SFDUCK_DATA_DIR", DEFAULT_DATA_DIR),
+        duckdb_path=duckdb_path,
+        data_dir=data_dir,
         demo=demo,
         lock_timeout_s=float(lock_timeout) if lock_timeout else 30.0,
         duckdb_memory_limit=memory_limit,
@@ -245,4 +257,5 @@ def load_settings(
         sync_timeout_s=sync_timeout_s,
         files_read=tuple(files_read),
         sql_max_bytes=sql_max_bytes,
+        origins=tuple(sorted(origins.items())),
     )
