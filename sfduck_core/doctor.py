@@ -246,6 +246,13 @@ def run_doctor(settings: Settings, snowflake: SnowflakeProvider) -> DoctorReport
     return DoctorReport(checks, clock.seconds)
 
 
+def unusable_settings(exc: SfduckError) -> DoctorReport:
+    """Settings that cannot even be read (an account without credentials, a bad number) are the
+    first check's failure, not a crash before any check."""
+    return DoctorReport([Check("settings", FAIL, str(exc), "Fix the setting named above (environment, .env or "
+                               ".streamlit/secrets.toml), then run `sfduck doctor` again.")])
+
+
 def _origins_text(settings: Settings) -> tuple[str, dict[str, list[str]]]:
     grouped: dict[str, list[str]] = {}
     for name, origin in settings.origins:
@@ -481,8 +488,10 @@ def _trip_text(run: dict[str, Any], rows: int, types: int) -> str:
     label = f"{run['requested']} -> {run.get('transport') or '?'}" if run["requested"] == "auto" else run["requested"]
     if run.get("error"):
         return f"{label}: failed: {run['error']}"
-    verdict = (f"{types} types x {rows} rows identical" if not run["mismatches"]
-               else f"{len(run['mismatches'])} value(s) differ: {'; '.join(run['mismatches'][:4])}")
+    shown = run["mismatches"][:3]
+    verdict = (f"{types} types x {rows} rows identical" if not shown else
+               f"{len(run['mismatches'])} value(s) differ: {'; '.join(shown)}"
+               f"{' ...' if len(run['mismatches']) > len(shown) else ''}")
     return f"{label}: {verdict} ({steps}; total {run['total_s']:.2f} s)"
 
 
