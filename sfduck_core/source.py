@@ -88,8 +88,13 @@ class UnloadResult:
 
 
 def _message(exc: Error) -> str:
+    """One line. Snowflake puts the substance on the second line of messages such as
+    "SQL access control error:\nInsufficient privileges to operate on schema 'S'"; keep it."""
     msg = getattr(exc, "raw_msg", None) or getattr(exc, "msg", None) or str(exc)
-    return str(msg).strip().splitlines()[0] if msg else type(exc).__name__
+    if not msg:
+        return type(exc).__name__
+    lines = [line.strip() for line in str(msg).strip().splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def translate_error(exc: Exception, settings: SnowflakeSettings, doing: str) -> SourceError:
