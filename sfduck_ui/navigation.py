@@ -23,6 +23,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/sync.py", "Sync", "sync", ":material/sync:", frozenset({ADMIN})),
     PageSpec("pages/history.py", "History", "history", ":material/monitoring:", frozenset({ADMIN, ANALYST})),
     PageSpec("pages/preview.py", "Preview", "preview", ":material/preview:", frozenset({ADMIN, ANALYST})),
+    PageSpec("pages/connection.py", "Connection", "connection", ":material/stethoscope:", frozenset({ADMIN})),
 )
 
 

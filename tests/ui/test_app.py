@@ -138,7 +138,7 @@ def test_wrong_password_is_refused_and_repeated_failures_are_throttled(ui_env: P
 def test_admin_login_shows_all_pages_and_the_sidebar(ui_env: Path) -> None:
     at = logged_in("admin")
     links = [link.proto.label for link in at.sidebar.get("page_link")]
-    assert links == ["Tables", "Register", "Sync", "History", "Preview"]
+    assert links == ["Tables", "Register", "Sync", "History", "Preview", "Connection"]
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "`admin`" in sidebar and "**Role:** admin" in sidebar and "**Snowflake account:** demo" in sidebar
     assert [b.label for b in at.sidebar.button] == ["Log out"]
@@ -510,3 +510,29 @@ def test_sql_box_with_a_relative_database_path(ui_env: Path, monkeypatch: pytest
     at = run_sql(preview_as_analyst(ui_env), f'SELECT count(*) AS n FROM "{DEMO_SCHEMA}"."WIDE"')
     assert not at.error, texts(at)
     assert at.dataframe[-1].value["n"].tolist() == [3000]
+
+
+def test_admin_runs_the_connection_checks_on_request(ui_env: Path) -> None:
+    at = open_page(logged_in("admin"), "pages/connection.py")
+    assert not at.success and not at.error and "Run checks" in texts(at)  # nothing runs on its own
+    button(at, "Run checks").click()
+    at.run()
+    assert_clean(at)
+    assert "Nothing failed" in texts(at)
+    verdicts = [e.value for e in (*at.success, *at.warning, *at.error)]
+    assert sorted(v.split("**")[1] for v in verdicts) == sorted(
+        ["PASS · settings", "PASS · login", "PASS · rights", "WARN · round trip", "PASS · speed"])
+    at.run()  # a rerun shows the same report without running the checks again
+    assert len(at.success) == 4
+
+
+def test_analyst_cannot_open_the_connection_page(ui_env: Path) -> None:
+    at = logged_in("analyst")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/connection.py")
+    direct = AppTest.from_file(str(ROOT / "pages/connection.py"), default_timeout=RUN_TIMEOUT_S)
+    direct.session_state[SESSION_STATE_KEY] = session_for(ui_env, "analyst")
+    direct.run()
+    assert_clean(direct)
+    assert "needs the admin role" in direct.error[0].value
+    assert not [b for b in direct.button if b.label == "Run checks"]
