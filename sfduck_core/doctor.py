@@ -329,7 +329,7 @@ def check_login(settings: Settings, snowflake: SnowflakeProvider) -> tuple[Check
     login_s = clock.seconds
     try:
         context = src.session_context()
-        time_zone = src.session_parameter("TIMEZONE")
+        time_zone = src.parameter("TIMEZONE")
         schema_ok = bool(sf.database and sf.schema and src.schema_exists(sf.schema))
     except SfduckError as exc:
         src.close()
@@ -350,7 +350,7 @@ def check_login(settings: Settings, snowflake: SnowflakeProvider) -> tuple[Check
             problems.append(f"{env}={configured} but the session uses {current}")
         elif not current and name in ("warehouse", "database"):
             problems.append(f"no {name} in effect: set {env}")
-    if sf.schema and context.get("schema") and not schema_ok:
+    if sf.database and sf.schema and context.get("schema") and not schema_ok:
         problems.append(f"schema {sf.schema} is not visible in database {sf.database}")
     if not sf.schema:
         notes.append("no SNOWFLAKE_SCHEMA: commands need a schema argument")
@@ -399,9 +399,18 @@ def check_rights(src: SnowflakeSource) -> tuple[Check, str]:
         problems.append("no tables visible")
     elif denied:
         problems.append(f"SELECT refused on {', '.join(denied[:3])}{' ...' if len(denied) > 3 else ''}")
+    try:  # what the account says, when this role may read it; the unload probe below is the proof
+        prevent = src.parameter("PREVENT_UNLOAD_TO_INTERNAL_STAGES", "ACCOUNT")
+    except SourceError as exc:
+        if not exc.refused:
+            return Check("rights", FAIL, str(exc), "Check the network, then run the doctor again.",
+                         details, clock.seconds), "arrow"
+        prevent = None
+    details["prevent_unload_to_internal_stages"] = prevent if prevent is not None else "unreadable"
     reason = None
     stage_note = "CREATE STAGE granted"
-    unload_note = "unloads to internal stages allowed (PREVENT_UNLOAD_TO_INTERNAL_STAGES is not set)"
+    unload_note = ("unloads to internal stages allowed (PREVENT_UNLOAD_TO_INTERNAL_STAGES "
+                   f"{'= ' + prevent if prevent is not None else 'unreadable by this role'})")
     try:
         try:
             stage = src.create_temp_stage(schema)
@@ -413,6 +422,9 @@ def check_rights(src: SnowflakeSource) -> tuple[Check, str]:
             try:
                 optimisation = src.disable_unload_type_optimization()
                 details["unload_type_optimization"] = "off" if optimisation is None else f"cannot change: {optimisation}"
+                if optimisation is not None:
+                    notes.append("ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION cannot be turned off (the load's casts "
+                                 "cover it)")
                 src.unload(stage, f"doctor_{uuid.uuid4().hex}", f"SELECT 1 AS {quote_ident('C0')}")
             except SourceError as exc:
                 reason = arrow_instead("auto", UNLOAD_REFUSED, exc)
@@ -473,8 +485,8 @@ def _one_trip(store: Store, work: Path, src: SnowflakeSource, desc: TableDescrip
     outcome: dict[str, Any] = {"requested": transport}
     try:
         transfer.run(None, None, finalize)
-    except SfduckError as exc:
-        outcome["error"] = str(exc)
+    except (SfduckError, duckdb.Error) as exc:  # a transport that fails is this check's finding
+        outcome["error"] = str(exc).strip().splitlines()[0]
     result = transfer.result
     outcome.update(result.as_dict())
     outcome.update(total_s=round(clock.seconds, 3), mismatches=compared.get("mismatches", []),
@@ -499,7 +511,10 @@ def check_round_trip(settings: Settings, src: SnowflakeSource, predicted: str) -
     """Literals of every mapped type, NULLs and extremes, through `auto` and through `arrow`
     (once, when `auto` already fell back to it), compared value by value after the load."""
     clock = _Timer()
-    schema = src.settings.schema or ""
+    schema = src.settings.schema
+    if not schema:
+        return Check("round trip", FAIL, "not run: no schema to create the temporary stage in",
+                     "Set SNOWFLAKE_SCHEMA.", seconds=clock.seconds), {}
     work = settings.data_dir / f"doctor_{uuid.uuid4().hex}"  # not under tmp/: a sync's cleanup owns that
     runs: list[dict[str, Any]] = []
     try:
@@ -538,6 +553,10 @@ def check_round_trip(settings: Settings, src: SnowflakeSource, predicted: str) -
     if left_behind and any(p.startswith("/") for p in left_behind):
         return Check("round trip", FAIL, found, f"Remove {work} by hand and report this as a bug.", details,
                      clock.seconds), timings
+    if auto.get("transport") != predicted:
+        return Check("round trip", WARN, found,
+                     f"The rights check predicted {predicted} for `auto`, but it used {auto.get('transport')}: "
+                     "something changed between the two; run the doctor again.", details, clock.seconds), timings
     if differ or refused:
         if settings.demo:
             return Check("round trip", WARN, found,
@@ -552,10 +571,6 @@ def check_round_trip(settings: Settings, src: SnowflakeSource, predicted: str) -
         return Check("round trip", WARN, found,
                      "This account cannot produce these types, so its tables cannot hold them either.",
                      details, clock.seconds), timings
-    if auto.get("transport") != predicted:
-        return Check("round trip", WARN, found,
-                     f"The rights check predicted {predicted} for `auto`, but it used {auto.get('transport')}: "
-                     "something changed between the two; run the doctor again.", details, clock.seconds), timings
     return Check("round trip", PASS, found, None, details, clock.seconds), timings
 
 

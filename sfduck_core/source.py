@@ -273,11 +273,13 @@ class SnowflakeSource:
             found[name] = rows[0]["v"] if rows else None
         return found
 
-    def session_parameter(self, name: str) -> str | None:
-        """A session parameter's value in effect (e.g. the TIMEZONE sfduck sets); None if unknown."""
-        if not re.fullmatch(r"[A-Z_]+", name):
-            raise SourceError(f"Unexpected parameter name {name!r}.")
-        rows = self.query(f"SHOW PARAMETERS LIKE '{name}' IN SESSION", doing=f"reading the parameter {name}")
+    def parameter(self, name: str, level: str = "SESSION") -> str | None:
+        """A parameter's value in effect at `level` (SESSION: e.g. the TIMEZONE sfduck sets;
+        ACCOUNT: e.g. PREVENT_UNLOAD_TO_INTERNAL_STAGES); None if not listed. `name` is sfduck's
+        own constant, checked, since SHOW takes no bound values."""
+        if not re.fullmatch(r"[A-Z_]+", name) or level not in ("SESSION", "ACCOUNT"):
+            raise SourceError(f"Unexpected parameter {name!r} at level {level!r}.")
+        rows = self.query(f"SHOW PARAMETERS LIKE '{name}' IN {level}", doing=f"reading the parameter {name}")
         for row in rows:
             if str(row.get("key", "")).upper() == name:
                 return None if row.get("value") is None else str(row["value"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fnmatch
 import gzip
 import hashlib
 import json
@@ -197,6 +198,8 @@ class EmulatorApp:
                 errno=3001,
                 sqlstate="42501",
             )
+        if words[:2] == ["SHOW", "PARAMETERS"] and [t.upper for t in toks[-2:]] == ["IN", "ACCOUNT"]:
+            return self._show_account_parameters(conn, toks)
         if words[:3] == ["ALTER", "ACCOUNT", "SET"] or words[:3] == ["ALTER", "ACCOUNT", "UNSET"]:
             return self._alter_account(conn, toks)
         if words[:2] == ["ALTER", "SESSION"] and len(toks) > 2 and words[2] in ("SET", "UNSET"):
@@ -220,6 +223,19 @@ class EmulatorApp:
             raise unsupported("ALTER ACCOUNT other than PREVENT_UNLOAD_TO_INTERNAL_STAGES")
         self.prevent_internal_unload = words[2] == "SET" and "TRUE" in words
         return status_response(conn, "Statement executed successfully.")
+
+    def _show_account_parameters(self, conn: FakeSnowflakeConnection, toks: list[Token]) -> Response:
+        """The one account parameter the emulator has, as Snowflake lists it (fakesnow has none)."""
+        like = toks[3].text.strip("'").upper() if len(toks) > 3 and toks[2].upper == "LIKE" else "%"
+        name = "PREVENT_UNLOAD_TO_INTERNAL_STAGES"
+        rows = []
+        if fnmatch.fnmatchcase(name, like.replace("%", "*").replace("_", "?")):
+            value = "true" if self.prevent_internal_unload else "false"
+            rows.append([name, value, "false", "ACCOUNT" if self.prevent_internal_unload else "",
+                         "Prevent unloading data to internal stages", "BOOLEAN"])
+        columns = [("key", "text"), ("value", "text"), ("default", "text"), ("level", "text"),
+                   ("description", "text"), ("type", "text")]
+        return rows_response(conn, columns, rows)
 
     def _copy_into_stage(
         self, conn: FakeSnowflakeConnection, toks: list[Token], sql: str, body: dict[str, Any]

@@ -74,6 +74,7 @@ def test_a_working_source_passes_and_leaves_nothing_behind(emulator: EmulatorSet
     rights = checks["rights"]
     assert rights.status == PASS and rights.details["auto_transport"] == "stage"
     assert rights.details["tables"] >= 1 and rights.details["select_denied"] == []
+    assert "PREVENT_UNLOAD_TO_INTERNAL_STAGES = false" in rights.found
 
     trip = checks["round trip"]
     runs = trip.details["runs"]
@@ -126,6 +127,7 @@ def test_an_account_forbidding_internal_unloads_gets_arrow(emulator: EmulatorSet
     assert rights.status == WARN and rights.details["auto_transport"] == "arrow"
     assert "CREATE STAGE granted" in rights.found and "PREVENT_UNLOAD_TO_INTERNAL_STAGES" in rights.found
     assert "PREVENT_UNLOAD_TO_INTERNAL_STAGES" in rights.advice
+    assert rights.details["prevent_unload_to_internal_stages"] == "true"
     runs = checks["round trip"].details["runs"]
     assert [r["transport"] for r in runs] == ["arrow"]
     assert "unload refused" in runs[0]["fallback_reason"]
