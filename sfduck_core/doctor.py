@@ -208,8 +208,6 @@ def compare_loaded(con: duckdb.DuckDBPyConnection, table: str, samples: tuple[Sa
 
 # --- running the checks ---------------------------------------------------------------------
 
-# --- running the checks ---------------------------------------------------------------------
-
 SnowflakeProvider = Callable[[], SnowflakeSettings]
 
 
@@ -228,7 +226,7 @@ def run_doctor(settings: Settings, snowflake: SnowflakeProvider) -> DoctorReport
     checks = [check_settings(settings)]
     src: SnowflakeSource | None = None
     try:
-        login, src = check_login(settings, snowflake)
+        login, src = check_login(snowflake)
         checks.append(login)
         if src is None:
             for name in ("rights", "round trip", "speed"):
@@ -269,11 +267,15 @@ def check_settings(settings: Settings) -> Check:
     mode = "demo (embedded emulator)" if settings.demo else f"account {settings.snowflake.account}"
     places: dict[str, int] = {}
     problems = []
-    for label, path in (("DuckDB file", settings.duckdb_path.parent), ("downloads", settings.data_dir)):
-        folder = existing_parent(path)
-        places[f"{label} {path if label == 'downloads' else settings.duckdb_path}"] = shutil.disk_usage(folder).free
-        if not os.access(folder, os.W_OK):
-            problems.append(f"{folder} is not writable")
+    for label, path, folder in (("DuckDB file", settings.duckdb_path, settings.duckdb_path.parent),
+                                ("downloads", settings.data_dir, settings.data_dir)):
+        existing = existing_parent(folder)
+        places[f"{label} {path}"] = shutil.disk_usage(existing).free
+        if not os.access(existing, os.W_OK):
+            problems.append(f"{existing} is not writable")
+    key_file = settings.snowflake.private_key_file
+    if key_file and not os.access(key_file, os.R_OK):
+        problems.append(f"SNOWFLAKE_PRIVATE_KEY_FILE {key_file} cannot be read")
     free_text = ", ".join(f"{where} ({human_bytes(free)} free)" for where, free in places.items())
     found = f"mode {mode}; {origins}; {free_text}"
     details = {"mode": "demo" if settings.demo else "account", "sources": grouped,
@@ -281,7 +283,8 @@ def check_settings(settings: Settings) -> Check:
                "free_bytes": places}
     if problems:
         return Check("settings", FAIL, f"{found}; {'; '.join(problems)}",
-                     "Point SFDUCK_DUCKDB_PATH and SFDUCK_DATA_DIR at folders this user can write.",
+                     "Point SFDUCK_DUCKDB_PATH and SFDUCK_DATA_DIR at folders this user can write, and "
+                     "SNOWFLAKE_PRIVATE_KEY_FILE (if set) at a key file it can read.",
                      details, clock.seconds)
     if min(places.values()) < LOW_FREE_SPACE:
         return Check("settings", WARN, found,
@@ -310,7 +313,21 @@ def _login_advice(message: str) -> str:
     return "Fix the settings named in the message, then run `sfduck doctor` again."
 
 
-def check_login(settings: Settings, snowflake: SnowflakeProvider) -> tuple[Check, SnowflakeSource | None]:
+def _schema_visible(src: SnowflakeSource) -> bool:
+    """Whether the configured schema shows in its database (a missing database is refused, not
+    an outage: the schema is then not visible either)."""
+    sf = src.settings
+    if not (sf.database and sf.schema):
+        return True
+    try:
+        return src.schema_exists(sf.schema)
+    except SourceError as exc:
+        if not exc.refused:
+            raise
+        return False
+
+
+def check_login(snowflake: SnowflakeProvider) -> tuple[Check, SnowflakeSource | None]:
     """Log in as a sync does, then see which role, warehouse, database and schema are really in
     effect (Snowflake logs in even when a configured one is missing, leaving it NULL)."""
     clock = _Timer()
@@ -330,7 +347,7 @@ def check_login(settings: Settings, snowflake: SnowflakeProvider) -> tuple[Check
     try:
         context = src.session_context()
         time_zone = src.parameter("TIMEZONE")
-        schema_ok = bool(sf.database and sf.schema and src.schema_exists(sf.schema))
+        schema_ok = _schema_visible(src)
     except SfduckError as exc:
         src.close()
         return Check("login", FAIL, f"{method} login worked, then: {exc}", _login_advice(str(exc)),
@@ -350,7 +367,7 @@ def check_login(settings: Settings, snowflake: SnowflakeProvider) -> tuple[Check
             problems.append(f"{env}={configured} but the session uses {current}")
         elif not current and name in ("warehouse", "database"):
             problems.append(f"no {name} in effect: set {env}")
-    if sf.database and sf.schema and context.get("schema") and not schema_ok:
+    if context.get("schema") and not schema_ok:
         problems.append(f"schema {sf.schema} is not visible in database {sf.database}")
     if not sf.schema:
         notes.append("no SNOWFLAKE_SCHEMA: commands need a schema argument")
