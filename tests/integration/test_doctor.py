@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def by_name(report: DoctorReport) -> dict[str, object]:
 
 
 @pytest.fixture
-def account_flag(sf: snowflake.connector.SnowflakeConnection) -> Iterator[callable]:
+def account_flag(sf: snowflake.connector.SnowflakeConnection) -> Iterator[Callable[[str], None]]:
     """Set an (emulated) account parameter for one test, unset afterwards whatever happens."""
     names: list[str] = []
 
