@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sfduck_core.config import load_settings
-from sfduck_core.errors import JobNotFoundError, SfduckError
+from sfduck_core.errors import ConfigError, JobNotFoundError, SfduckError
 from sfduck_core.plugins import command, snowflake_source
 from sfduck_core.progress import SyncProgress, ignore_progress
 
@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unregister", help="stop syncing a table (keeps history and data)")
     p.add_argument("schema")
     p.add_argument("table")
+
+    p = sub.add_parser("doctor", help="check the Snowflake account, rights, transports and types before the first "
+                                      "sync (exit 1 if a check fails)")
+    p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
 
     sub.add_parser("emulator", help="run the embedded Snowflake emulator and print how to reach it "
                                     "(see `emulator --help`)")
@@ -144,9 +148,28 @@ def run_remote(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """Human lines by default (it is run by a person, once); `--json` for automation."""
+    from sfduck_core.doctor import iter_lines, run_doctor, unusable_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        report = unusable_settings(exc)
+    else:
+        report = run_doctor(settings, snowflake_source(settings))
+    if args.json:
+        _print(report.as_dict())
+    else:
+        print("\n".join(iter_lines(report)), flush=True)
+    return 0 if report.ok else 1
+
+
 def run(args: argparse.Namespace) -> int:
     from sfduck_core.engine import SyncEngine, SyncRequest
 
+    if args.command == "doctor":
+        return _doctor(args)
     settings = load_settings()
     url = args.server or settings.server_url
     if url and args.command != "describe":  # describe only asks Snowflake: no file to compete for

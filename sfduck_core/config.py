@@ -111,6 +111,8 @@ class Settings:
     schedule_failure_limit: int = 5  # consecutive failures after which a schedule pauses itself
     job_retention_days: float | None = None  # finished jobs older than this are pruned (None: kept)
     server_url: str | None = None  # the CLI drives this running server instead of the DuckDB file
+    # (setting, where its value came from) for every setting that was given: names, never values
+    origins: tuple[tuple[str, str], ...] = ()
 
     @property
     def source_label(self) -> str:
@@ -190,18 +192,26 @@ def load_settings(
         secrets.update(_secrets_section(path))
     files_read.extend(str(p) for p in secrets_files)
 
+    origins: dict[str, str] = {}
+    dotenv_label = f".env ({files_read[0]})" if dotenv else ".env"
+    secrets_label = f"secrets file ({', '.join(str(p) for p in secrets_files)})"
+
     def pick(name: str, secrets_key: str | None = None) -> Any:
-        for source in (env, dotenv):
+        for source, label in ((env, "environment"), (dotenv, dotenv_label)):
             if source.get(name) not in (None, ""):
+                origins[name] = label
                 return source[name]
-        if secrets_key is not None:
-            return secrets.get(secrets_key)
+        if secrets_key is not None and secrets.get(secrets_key) not in (None, ""):
+            origins[name] = secrets_label
+            return secrets[secrets_key]
         return None
 
     def path_setting(name: str, default: str) -> Path:
         if env.get(name):
+            origins[name] = "environment"
             return (Path.cwd() / env[name]).resolve()
         if dotenv.get(name):
+            origins[name] = dotenv_label
             return (dotenv_dir / dotenv[name]).resolve()
         return ((APP_DIR or Path.cwd()) / default).resolve()
 
@@ -243,10 +253,12 @@ def load_settings(
             f"logins) will not start there. Looked for secrets in: {looked}. Set SNOWFLAKE_ACCOUNT, or "
             f"{DEMO_ENV}=1 to run the demo anyway."
         )
+    duckdb_path = path_setting("SFDUCK_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
+    data_dir = path_setting("SFDUCK_DATA_DIR", DEFAULT_DATA_DIR)
     return Settings(
         snowflake=snowflake,
-        duckdb_path=path_setting("SFDUCK_DUCKDB_PATH", DEFAULT_DUCKDB_PATH),
-        data_dir=path_setting("SFDUCK_DATA_DIR", DEFAULT_DATA_DIR),
+        duckdb_path=duckdb_path,
+        data_dir=data_dir,
         demo=demo,
         lock_timeout_s=float(lock_timeout) if lock_timeout else 30.0,
         duckdb_memory_limit=memory_limit,
@@ -261,4 +273,5 @@ def load_settings(
         schedule_failure_limit=failure_limit,
         job_retention_days=_positive_number(retention, "SFDUCK_JOB_RETENTION_DAYS", 0) if retention else None,
         server_url=(pick("SFDUCK_SERVER_URL") or None),
+        origins=tuple(sorted(origins.items())),
     )

@@ -55,6 +55,18 @@ class TransferResult:
 
 
 Finalizer = Callable[[duckdb.DuckDBPyConnection, str, TransferResult], None]
+STAGE_UNAVAILABLE = "stage unavailable"
+UNLOAD_REFUSED = "unload refused"
+
+
+def arrow_instead(transport: str, step: str, exc: SourceError) -> str:
+    """`auto`'s one rule, shared by syncs and by `doctor`'s prediction: when Snowflake refuses a
+    stage step (`STAGE_UNAVAILABLE`, `UNLOAD_REFUSED`), use arrow and say why. An outage is no
+    reason to switch (the arrow query would meet it too), and `stage` means stage or nothing:
+    both re-raise `exc`."""
+    if transport != "auto" or not exc.refused:
+        raise exc
+    return f"{step}, used arrow: {exc}"
 Prefetch = Callable[[], None]  # more network work to do after the download, before the lock
 
 
@@ -91,18 +103,14 @@ class Transfer:
             try:
                 stage = self.src.create_temp_stage(self.desc.schema_name)
             except SourceError as exc:
-                if self.transport == "stage" or not exc.refused:  # an outage is no reason to switch
-                    raise
-                self.result.fallback_reason = f"stage unavailable, used arrow: {exc}"
+                self.result.fallback_reason = arrow_instead(self.transport, STAGE_UNAVAILABLE, exc)
             else:
                 self.result.stage = stage
                 try:
                     self._via_stage(stage, where, params, finalize)
                     return self.result
                 except _StageRefused as exc:
-                    if self.transport == "stage":
-                        raise SourceError(str(exc)) from None
-                    self.result.fallback_reason = f"unload refused, used arrow: {exc}"
+                    self.result.fallback_reason = arrow_instead(self.transport, UNLOAD_REFUSED, exc.cause)
                 finally:
                     if not self.result.stage_dropped:
                         self._drop_stage(stage)
@@ -155,7 +163,7 @@ class Transfer:
         except SourceError as exc:
             if not exc.refused:
                 raise
-            raise _StageRefused(str(exc)) from None
+            raise _StageRefused(exc) from None
         result.unload_s = round(time.monotonic() - t0, 3)
         result.rows_unloaded = unloaded.rows_unloaded
         result.bytes_transferred = unloaded.output_bytes
@@ -233,7 +241,7 @@ class Transfer:
 SPACE_MARGIN = 1.5  # Parquet and DuckDB's own format are about as compact as Snowflake's storage
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -241,7 +249,7 @@ def _human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def _existing_parent(path: Path) -> Path:
+def existing_parent(path: Path) -> Path:
     path = Path(path).resolve()
     while not path.exists():
         path = path.parent
@@ -253,7 +261,7 @@ def check_free_space(source_bytes: int | None, data_dir: Path, duckdb_path: Path
     if not source_bytes:
         return
     needs: dict[int, tuple[Path, float]] = {}
-    for place in (_existing_parent(data_dir), _existing_parent(duckdb_path.parent)):
+    for place in (existing_parent(data_dir), existing_parent(duckdb_path.parent)):
         device = place.stat().st_dev
         folder, need = needs.get(device, (place, 0.0))
         needs[device] = (folder, need + source_bytes * SPACE_MARGIN)
@@ -261,9 +269,9 @@ def check_free_space(source_bytes: int | None, data_dir: Path, duckdb_path: Path
         free = shutil.disk_usage(folder).free
         if free < need:
             raise SyncFailedError(
-                f"Not enough free disk space for this sync: it needs about {_human(need)} (the table is "
-                f"{_human(source_bytes)} in Snowflake; its download and its new DuckDB copy) but only "
-                f"{_human(free)} is free at {folder}. Free some space, or point SFDUCK_DATA_DIR / "
+                f"Not enough free disk space for this sync: it needs about {human_bytes(need)} (the table is "
+                f"{human_bytes(source_bytes)} in Snowflake; its download and its new DuckDB copy) but only "
+                f"{human_bytes(free)} is free at {folder}. Free some space, or point SFDUCK_DATA_DIR / "
                 "SFDUCK_DUCKDB_PATH at a larger disk. Nothing was changed."
             )
 
@@ -273,9 +281,9 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def disk_full(exc: BaseException, data_dir: Path, duckdb_path: Path) -> SyncFailedError:
-    places = {str(_existing_parent(p)): shutil.disk_usage(_existing_parent(p)).free
+    places = {str(existing_parent(p)): shutil.disk_usage(existing_parent(p)).free
               for p in (data_dir, duckdb_path.parent)}
-    free = ", ".join(f"{_human(n)} free at {p}" for p, n in places.items())
+    free = ", ".join(f"{human_bytes(n)} free at {p}" for p, n in places.items())
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return SyncFailedError(f"No space left on device ({first_line}); now {free}. The table was not changed; "
                            "free some space and sync again.")
@@ -451,3 +459,7 @@ def load_arrow_spool(con: duckdb.DuckDBPyConnection, target: str, desc: TableDes
 
 class _StageRefused(Exception):
     """Snowflake would not unload to the stage (forbidden, unsupported): arrow can still work."""
+
+    def __init__(self, cause: SourceError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

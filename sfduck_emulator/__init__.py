@@ -23,6 +23,11 @@ wraps its Starlette app and adds what the sync engine needs and fakesnow lacks:
 * `REMOVE`/`RM`, `DROP STAGE [IF EXISTS]`, `LIST` (fakesnow's cannot resolve quoted stage names
   and has no `@~`; the user stage `@~` exists for everyone);
   temporary stages are dropped when the session that created them logs out;
+* `ALTER ACCOUNT SET/UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES` (unloads refused as Snowflake does),
+  and the emulator's own `SFDUCK_DENY_CREATE_STAGE` (a role without CREATE STAGE: Snowflake's
+  "Insufficient privileges" error) and `SFDUCK_UNLOAD_HTTP_STATUS` (an outage during unloads);
+* statements fakesnow cannot run (an unhandled exception there, e.g. a NUMBER(38,0) literal beyond
+  int64 or GEOMETRY) are answered with an error, not the HTTP 500 the connector retries for minutes;
 * `ALTER SESSION SET/UNSET` of parameters fakesnow rejects (TIMEZONE, the unload type
   optimisation, ...) is accepted and ignored: the emulator always runs in UTC;
 * NULL timestamps: fakesnow builds the epoch/fraction struct without a null mask, so NULL

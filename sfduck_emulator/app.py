@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fnmatch
 import gzip
 import hashlib
 import json
@@ -74,6 +75,7 @@ class EmulatorApp:
         self.password = password
         self.temp_stages: dict[str, set[str]] = {}
         self.prevent_internal_unload = False
+        self.deny_create_stage = False  # a role without CREATE STAGE on the schema, for tests
         self.unload_http_status: int | None = None  # an outage on COPY INTO, for tests
         # a slow unload, for tests: COPY INTO waits until released (UNSET) or the delay passes
         self.unload_delay_s = 0.0
@@ -168,6 +170,11 @@ class EmulatorApp:
         if handled is not None:
             return handled
         response = await fs_server.query_request(request)
+        if response.status_code == 500:
+            # fakesnow's "unhandled exception" (a type or function it lacks, a value beyond its
+            # types): Snowflake would answer with an error, and a 500 makes the connector retry
+            # for minutes
+            return error_response(unsupported(f"This statement ({sql[:80]!r}...)"))
         self._remember_temp_stage(token, conn, toks, response)
         if b'"success":true' in bytes(response.body).replace(b" ", b""):
             await run_in_threadpool(record_table_change, sql, conn)
@@ -188,6 +195,14 @@ class EmulatorApp:
             return self._list(conn, toks)
         if words[:2] == ["DROP", "STAGE"]:
             return self._drop_stage(conn, toks)
+        if self.deny_create_stage and _creates_stage(toks):
+            raise snowflake.connector.errors.ProgrammingError(
+                msg=f"SQL access control error:\nInsufficient privileges to operate on schema '{conn.schema}'",
+                errno=3001,
+                sqlstate="42501",
+            )
+        if words[:2] == ["SHOW", "PARAMETERS"] and [t.upper for t in toks[-2:]] == ["IN", "ACCOUNT"]:
+            return self._show_account_parameters(conn, toks)
         if words[:3] == ["ALTER", "ACCOUNT", "SET"] or words[:3] == ["ALTER", "ACCOUNT", "UNSET"]:
             return self._alter_account(conn, toks)
         if words[:2] == ["ALTER", "SESSION"] and len(toks) > 2 and words[2] in ("SET", "UNSET"):
@@ -200,6 +215,9 @@ class EmulatorApp:
         """Only PREVENT_UNLOAD_TO_INTERNAL_STAGES, so tests can see sfduck fall back to arrow
         exactly as it must on accounts that forbid internal-stage unloads."""
         words = [t.upper for t in toks if t.kind == "word"]
+        if "SFDUCK_DENY_CREATE_STAGE" in words:  # the emulator's own: the role lacks CREATE STAGE
+            self.deny_create_stage = words[2] == "SET" and "TRUE" in words
+            return status_response(conn, "Statement executed successfully.")
         numbers = [t.text for t in toks if t.text.isdigit()]
         if "SFDUCK_UNLOAD_HTTP_STATUS" in words:  # the emulator's own: unloads answer with this status
             self.unload_http_status = int(numbers[0]) if words[2] == "SET" and numbers else None
@@ -212,6 +230,19 @@ class EmulatorApp:
             raise unsupported("ALTER ACCOUNT other than PREVENT_UNLOAD_TO_INTERNAL_STAGES")
         self.prevent_internal_unload = words[2] == "SET" and "TRUE" in words
         return status_response(conn, "Statement executed successfully.")
+
+    def _show_account_parameters(self, conn: FakeSnowflakeConnection, toks: list[Token]) -> Response:
+        """The one account parameter the emulator has, as Snowflake lists it (fakesnow has none)."""
+        like = toks[3].text.strip("'").upper() if len(toks) > 3 and toks[2].upper == "LIKE" else "%"
+        name = "PREVENT_UNLOAD_TO_INTERNAL_STAGES"
+        rows = []
+        if fnmatch.fnmatchcase(name, like.replace("%", "*").replace("_", "?")):
+            value = "true" if self.prevent_internal_unload else "false"
+            rows.append([name, value, "false", "ACCOUNT" if self.prevent_internal_unload else "",
+                         "Prevent unloading data to internal stages", "BOOLEAN"])
+        columns = [("key", "text"), ("value", "text"), ("default", "text"), ("level", "text"),
+                   ("description", "text"), ("type", "text")]
+        return rows_response(conn, columns, rows)
 
     def _copy_into_stage(
         self, conn: FakeSnowflakeConnection, toks: list[Token], sql: str, body: dict[str, Any]
@@ -350,6 +381,19 @@ class EmulatorApp:
         schema = parts[-2] if len(parts) >= 2 else conn.schema
         with self._lock:
             self.temp_stages.setdefault(token, set()).add(f"{catalog}.{schema}.{parts[-1]}")
+
+
+def _creates_stage(toks: list[Token]) -> bool:
+    """CREATE [OR REPLACE] [TEMP|TEMPORARY] STAGE ..."""
+    words = [t.upper for t in toks[:5]]
+    if not words or words[0] != "CREATE":
+        return False
+    for word in words[1:]:
+        if word == "STAGE":
+            return True
+        if word not in ("OR", "REPLACE", "TEMP", "TEMPORARY"):
+            return False
+    return False
 
 
 def _md5(path: str) -> str:

@@ -46,6 +46,13 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
+def _answered_unhandled(record: logging.LogRecord) -> bool:
+    """fakesnow logs a traceback for what it cannot run; the app answers those with an error of
+    its own (a statement the emulator does not support), so the traceback is only noise."""
+    message = record.getMessage()  # (and sqlglot warns of every SHOW it passes through as is)
+    return "Unhandled exception" not in message and "Falling back to parsing as a 'Command'" not in message
+
+
 class Emulator:
     """A loopback Snowflake for the real connector; all instances share fakesnow's global data."""
 
@@ -93,7 +100,11 @@ class Emulator:
                 self.seed_seconds = time.perf_counter() - started
             port = self._port or _free_port(self.HOST)
             app = EmulatorApp(self._user, self._password).app
-            logging.getLogger("fakesnow.server").setLevel(logging.WARNING)
+            fakesnow_log = logging.getLogger("fakesnow.server")
+            fakesnow_log.setLevel(logging.WARNING)
+            for name in ("fakesnow.server", "sqlglot"):
+                if _answered_unhandled not in logging.getLogger(name).filters:
+                    logging.getLogger(name).addFilter(_answered_unhandled)
             server = uvicorn.Server(
                 uvicorn.Config(app, host=self.HOST, port=port, log_level="warning", lifespan="off")
             )

@@ -24,6 +24,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/schedules.py", "Schedules", "schedules", ":material/schedule:", frozenset({ADMIN, ANALYST})),
     PageSpec("pages/history.py", "History", "history", ":material/monitoring:", frozenset({ADMIN, ANALYST})),
     PageSpec("pages/preview.py", "Preview", "preview", ":material/preview:", frozenset({ADMIN, ANALYST})),
+    PageSpec("pages/connection.py", "Connection", "connection", ":material/stethoscope:", frozenset({ADMIN})),
 )
 
 

@@ -139,7 +139,7 @@ def test_wrong_password_is_refused_and_repeated_failures_are_throttled(ui_env: P
 def test_admin_login_shows_all_pages_and_the_sidebar(ui_env: Path) -> None:
     at = logged_in("admin")
     links = [link.proto.label for link in at.sidebar.get("page_link")]
-    assert links == ["Tables", "Register", "Sync", "Schedules", "History", "Preview"]
+    assert links == ["Tables", "Register", "Sync", "Schedules", "History", "Preview", "Connection"]
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "`admin`" in sidebar and "**Role:** admin" in sidebar and "**Snowflake account:** demo" in sidebar
     assert [b.label for b in at.sidebar.button] == ["Log out"]
@@ -563,3 +563,29 @@ def test_sync_every_registered_table_now(ui_env: Path) -> None:
     select(at, "Started from", "dashboard")
     assert_clean(at)
     assert len(at.dataframe[0].value) == 2
+
+
+def test_admin_runs_the_connection_checks_on_request(ui_env: Path) -> None:
+    at = open_page(logged_in("admin"), "pages/connection.py")
+    assert not at.success and not at.error and "Run checks" in texts(at)  # nothing runs on its own
+    button(at, "Run checks").click()
+    at.run()
+    assert_clean(at)
+    assert "Nothing failed" in texts(at)
+    verdicts = [e.value for e in (*at.success, *at.warning, *at.error)]
+    assert sorted(v.split("**")[1] for v in verdicts) == sorted(
+        ["PASS · settings", "PASS · login", "PASS · rights", "WARN · round trip", "PASS · speed"])
+    at.run()  # a rerun shows the same report without running the checks again
+    assert len(at.success) == 4
+
+
+def test_analyst_cannot_open_the_connection_page(ui_env: Path) -> None:
+    at = logged_in("analyst")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/connection.py")
+    direct = AppTest.from_file(str(ROOT / "pages/connection.py"), default_timeout=RUN_TIMEOUT_S)
+    direct.session_state[SESSION_STATE_KEY] = session_for(ui_env, "analyst")
+    direct.run()
+    assert_clean(direct)
+    assert "needs the admin role" in direct.error[0].value
+    assert not [b for b in direct.button if b.label == "Run checks"]
