@@ -41,7 +41,7 @@ from sqlglot.errors import ParseError, TokenError
 from sfduck_core.errors import SfduckError, StoreBusyError
 from sfduck_core.sql_sandbox import memory_message
 from sfduck_core.sqlident import qualified
-from sfduck_core.store import Store
+from sfduck_core.store import WARM, Store
 
 PREVIEW_ROWS = 100
 QUERY_MAX_ROWS = 10_000
@@ -300,6 +300,7 @@ def _work_directory(db_path: Path) -> Iterator[Path]:
 
 
 def _spawn(request: dict[str, Any], timeout_s: float) -> tuple[bytes, bytes, int]:
+    WARM.release()  # the child must be able to open the file
     proc = subprocess.Popen([sys.executable, "-m", "sfduck_core.sql_sandbox"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(),
                             cwd=str(_PROJECT_ROOT))

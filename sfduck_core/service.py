@@ -25,9 +25,11 @@ from sfduck_core.notify import Notifier
 from sfduck_core.plugins import snowflake_source
 from sfduck_core.schedules import Schedule, Scheduler, ScheduleStore
 from sfduck_core.sessions import Session, SessionTokens, resolve_session_key
+from sfduck_core.store import WARM, Store
 from sfduck_core.users import ADMIN, LoginThrottle, UserDirectory, load_users
 
 _log = logging.getLogger("sfduck")
+KEEP_WARM_S = 1.0  # the server keeps the DuckDB file open this long after each use
 
 
 class LoginRefusedError(SfduckError):
@@ -176,13 +178,16 @@ class Service:
         self.scheduler.stop()
         left = self.syncs.shutdown(timeout_s)
         self.notifier.flush(2.0)
+        WARM.release(str(self.settings.duckdb_path))
         return left
 
 
 def build_service(settings: Settings, cookie_key: str | None = None) -> Service:
     """Wire one process's objects from its settings (the emulator comes in through `plugins`)."""
     notifier = Notifier(settings.notify_urls, settings.notify_on_success)
-    engine = SyncEngine(settings, snowflake_source(settings))
+    store = Store(settings.duckdb_path, settings.lock_timeout_s, settings.duckdb_memory_limit,
+                  keep_warm_s=KEEP_WARM_S)
+    engine = SyncEngine(settings, snowflake_source(settings), store=store)
     engine.store.claim_source(settings.source_label)  # demo mode never starts on an account's data
     state_dir = settings.duckdb_path.parent
     auth_db = AuthDatabase(state_dir / AUTH_DB_FILE)

@@ -147,6 +147,53 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class _WarmDatabases:
+    """Keeps a DuckDB file open in this process for a moment after each use.
+
+    Opening the file costs milliseconds (catalog read, and a checkpoint when the last connection
+    closes); a connection to a database this process already has open costs microseconds. A server
+    answering many requests keeps the file open between them, and lets it go after `keep_s`
+    seconds of quiet so that other processes (the SQL box's child, a CLI) can open it.
+    """
+
+    def __init__(self) -> None:
+        self._anchors: dict[str, list[Any]] = {}  # path -> [connection, last use, keep_s]
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def touch(self, path: str, keep_s: float) -> None:
+        """Called with a connection to `path` open, so the anchor costs no file open."""
+        with self._lock:
+            entry = self._anchors.get(path)
+            if entry is None:
+                try:
+                    entry = self._anchors[path] = [duckdb.connect(path), 0.0, keep_s]
+                except duckdb.Error:
+                    return
+            entry[1] = time.monotonic()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._expire, name="sfduck-warm-db", daemon=True)
+                self._thread.start()
+
+    def release(self, path: str | None = None) -> None:
+        """Let the file go now (all files when `path` is None)."""
+        with self._lock:
+            for key in [k for k in self._anchors if path is None or k == path]:
+                self._anchors.pop(key)[0].close()
+
+    def _expire(self) -> None:
+        while True:
+            time.sleep(0.2)
+            with self._lock:
+                for key, (anchor, last, keep_s) in list(self._anchors.items()):
+                    if time.monotonic() - last > keep_s:
+                        del self._anchors[key]
+                        anchor.close()
+
+
+WARM = _WarmDatabases()
+
+
 @dataclass(frozen=True)
 class JobQuery:
     """Which jobs to list or summarize; every field narrows, none is formatted into SQL."""
@@ -246,10 +293,14 @@ class Store:
     takes the connection as its first argument and never commits.
     """
 
-    def __init__(self, path: str | os.PathLike[str], lock_timeout_s: float = 30.0, memory_limit: str = "256MB"):
+    def __init__(self, path: str | os.PathLike[str], lock_timeout_s: float = 30.0, memory_limit: str = "256MB",
+                 keep_warm_s: float = 0.0):
+        """`keep_warm_s`: how long the file stays open in this process after a use (a server's
+        choice, see `_WarmDatabases`); 0 closes it with the last connection."""
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
         self.memory_limit = memory_limit
+        self.keep_warm_s = keep_warm_s
 
     # --- connections -----------------------------------------------------------------------
 
@@ -278,6 +329,8 @@ class Store:
                 delay = min(delay * 2, 1.0)
         if created:
             make_private(self.path)
+        if self.keep_warm_s > 0:
+            WARM.touch(str(self.path), self.keep_warm_s)
         try:
             con.execute(f"SET memory_limit = '{_memory_limit(self.memory_limit)}'")
             # progress is tracked (for query_progress) but never printed on the terminal
