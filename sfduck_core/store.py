@@ -97,6 +97,10 @@ MIGRATIONS: list[list[str]] = [
 
 _LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
 _PID_IN_LOCK = re.compile(r"PID (\d+)")
+# DuckDB 1.5.5 shares one database instance among a process's connections to a file, but opening
+# one while another thread opens or closes the last one fails ("Unique file handle conflict",
+# measured: 50 of 800 opens from 4 threads); opens and closes of files are therefore serialised.
+_FILE_HANDLES = threading.Lock()
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 # Syncs running in this process: a `running` job with our pid that is not in here is dead.
@@ -190,7 +194,8 @@ class Store:
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path))
+                with _FILE_HANDLES:
+                    con = duckdb.connect(str(self.path))
                 break
             except duckdb.IOException as exc:
                 if not _LOCK_ERROR.search(str(exc)):
@@ -214,7 +219,8 @@ class Store:
             self._migrate(con)
             yield con
         finally:
-            con.close()
+            with _FILE_HANDLES:
+                con.close()
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         key = str(self.path.resolve())
