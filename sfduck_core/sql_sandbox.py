@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -134,6 +135,9 @@ def open_sandboxed(request: dict[str, Any]) -> duckdb.DuckDBPyConnection:
     finally:
         for link in links:
             link.unlink(missing_ok=True)
+    # Again after opening: DuckDB 1.5.5 reports a max_temp_directory_size given at connect time but
+    # does not enforce it (measured: 160 MB spilled under a 10 MB cap); a SET is enforced.
+    con.execute("SET max_temp_directory_size = ?", [request["max_temp_size"]])
     # Set after opening: DuckDB refuses a temp directory once external access is off, and
     # disabling the local file system first would stop the database itself from opening.
     con.execute("SET enable_external_access = false")
@@ -143,6 +147,32 @@ def open_sandboxed(request: dict[str, Any]) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _statement_kind(statement: Any, sql: str) -> str:
+    """The type of the one statement in `sql`, named by its leading keyword where DuckDB rewrites
+    it into a SELECT.
+
+    DuckDB 1.5 reports `PRAGMA name` as a SELECT (2.0 says PRAGMA) and hands back the expanded
+    query; PRAGMAs set options and profiling outputs, so they keep their own name and are refused
+    like other non-queries."""
+    kind = statement.type.name
+    if kind == "SELECT":
+        leading = re.match(r"([A-Za-z_]+)", _strip_leading_comments(sql))
+        if leading and leading.group(1).upper() == "PRAGMA":
+            return "PRAGMA"
+    return kind
+
+
+def _strip_leading_comments(sql: str) -> str:
+    while True:
+        sql = sql.lstrip()
+        if sql.startswith("--"):
+            sql = sql.partition("\n")[2]
+        elif sql.startswith("/*") and "*/" in sql:
+            sql = sql.split("*/", 1)[1]
+        else:
+            return sql
+
+
 def check_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Enforce what the parent's courtesy check only explains: exactly one SELECT (SHOW, DESCRIBE,
     SUMMARIZE included), so nothing can write a file, not even into the temp directory."""
@@ -150,7 +180,7 @@ def check_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     if len(statements) != 1:
         raise Refusal("refused", f"The SQL box runs exactly one statement; found {len(statements)}. "
                                  "Remove the extra ones.")
-    kind = statements[0].type.name
+    kind = _statement_kind(statements[0], sql)
     if kind == "SELECT":
         return
     if kind in _FILE_STATEMENTS:

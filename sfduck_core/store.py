@@ -130,6 +130,10 @@ MIGRATIONS: list[list[str]] = [
 
 _LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
 _PID_IN_LOCK = re.compile(r"PID (\d+)")
+# DuckDB 1.5.5 shares one database instance among a process's connections to a file, but opening
+# one while another thread opens or closes the last one fails ("Unique file handle conflict",
+# measured: 50 of 800 opens from 4 threads); opens and closes of files are therefore serialised.
+_FILE_HANDLES = threading.Lock()
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 # Syncs running in this process: a `running` job with our pid that is not in here is dead.
@@ -167,7 +171,8 @@ class _WarmDatabases:
             entry = self._anchors.get(path)
             if entry is None:
                 try:
-                    entry = self._anchors[path] = [duckdb.connect(path), 0.0, keep_s]
+                    with _FILE_HANDLES:
+                        entry = self._anchors[path] = [duckdb.connect(path), 0.0, keep_s]
                 except duckdb.Error:
                     return
             entry[1] = time.monotonic()
@@ -179,7 +184,8 @@ class _WarmDatabases:
         """Let the file go now (all files when `path` is None)."""
         with self._lock:
             for key in [k for k in self._anchors if path is None or k == path]:
-                self._anchors.pop(key)[0].close()
+                with _FILE_HANDLES:
+                    self._anchors.pop(key)[0].close()
 
     def _expire(self) -> None:
         while True:
@@ -188,7 +194,8 @@ class _WarmDatabases:
                 for key, (anchor, last, keep_s) in list(self._anchors.items()):
                     if time.monotonic() - last > keep_s:
                         del self._anchors[key]
-                        anchor.close()
+                        with _FILE_HANDLES:
+                            anchor.close()
 
 
 WARM = _WarmDatabases()
@@ -313,7 +320,8 @@ class Store:
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path))
+                with _FILE_HANDLES:
+                    con = duckdb.connect(str(self.path))
                 break
             except duckdb.IOException as exc:
                 if not _LOCK_ERROR.search(str(exc)):
@@ -339,7 +347,8 @@ class Store:
             self._migrate(con)
             yield con
         finally:
-            con.close()
+            with _FILE_HANDLES:
+                con.close()
 
     def ping(self, wait_s: float = 2.0) -> None:
         """Open the file and read it, waiting at most `wait_s` for another process (health checks)."""

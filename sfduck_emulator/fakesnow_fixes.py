@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
+from string import Template
 
 import fakesnow.arrow
+import fakesnow.info_schema as fs_info_schema
+import fakesnow.transforms as fs_transforms
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlglot import exp
 
 from sfduck_emulator.table_stats import install_table_stats
 
@@ -47,6 +52,59 @@ def timestamp_to_sf_struct(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.StructArray.from_arrays([epoch, fraction], fields=[_EPOCH_FIELD, _FRACTION_FIELD], mask=mask)
 
 
+# Snowflake's <DB>.INFORMATION_SCHEMA.SCHEMATA (the schema lookup behind "schema does not exist"
+# errors); fakesnow 0.11.18 has none, and DuckDB's information_schema cannot be qualified by a
+# database there. Created per database like fakesnow's own views, and reached the same way.
+_SCHEMATA_VIEW = Template("""
+create view if not exists ${catalog}._fs_information_schema._fs_schemata AS
+select
+    catalog_name AS CATALOG_NAME,
+    schema_name AS SCHEMA_NAME,
+    'SYSADMIN' AS SCHEMA_OWNER,
+    'NO' AS IS_TRANSIENT,
+    'NO' AS IS_MANAGED_ACCESS,
+    1 AS RETENTION_TIME,
+    NULL::VARCHAR AS DEFAULT_CHARACTER_SET_CATALOG,
+    NULL::VARCHAR AS DEFAULT_CHARACTER_SET_SCHEMA,
+    NULL::VARCHAR AS DEFAULT_CHARACTER_SET_NAME,
+    NULL::VARCHAR AS SQL_PATH,
+    NULL::VARCHAR AS COMMENT,
+    to_timestamp(0)::timestamptz AS CREATED,
+    to_timestamp(0)::timestamptz AS LAST_ALTERED
+from system.information_schema.schemata
+where catalog_name = '${catalog}' and schema_name != '_fs_information_schema'
+""")
+
+
+def _with_schemata(per_db_creation_sql: Callable[[str], str]) -> Callable[[str], str]:
+    def creation_sql(catalog: str) -> str:
+        return f"{per_db_creation_sql(catalog)};\n{_SCHEMATA_VIEW.substitute(catalog=catalog)};"
+
+    creation_sql.sfduck_schemata = True  # type: ignore[attr-defined]
+    return creation_sql
+
+
+def _redirect_schemata(information_schema_fs: Callable[[exp.Expr], exp.Expr]) -> Callable[[exp.Expr], exp.Expr]:
+    def redirect(expression: exp.Expr) -> exp.Expr:
+        if (isinstance(expression, exp.Table) and expression.db == "INFORMATION_SCHEMA"
+                and expression.name == "SCHEMATA"):
+            expression.set("this", exp.Identifier(this="_FS_SCHEMATA", quoted=False))
+            expression.set("db", exp.Identifier(this="_FS_INFORMATION_SCHEMA", quoted=False))
+            return expression
+        return information_schema_fs(expression)
+
+    redirect.sfduck_schemata = True  # type: ignore[attr-defined]
+    return redirect
+
+
+def install_schemata() -> None:
+    """Give every fakesnow database an INFORMATION_SCHEMA.SCHEMATA (idempotent)."""
+    if not getattr(fs_info_schema.per_db_creation_sql, "sfduck_schemata", False):
+        fs_info_schema.per_db_creation_sql = _with_schemata(fs_info_schema.per_db_creation_sql)
+    if not getattr(fs_transforms.information_schema_fs, "sfduck_schemata", False):
+        fs_transforms.information_schema_fs = _redirect_schemata(fs_transforms.information_schema_fs)
+
+
 _INSTALL_LOCK = threading.Lock()
 
 
@@ -59,3 +117,4 @@ def install_fixes() -> None:
         warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
         fakesnow.arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
         install_table_stats()
+        install_schemata()
