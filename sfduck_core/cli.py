@@ -7,16 +7,20 @@ failed), 2 usage errors and internal bugs. Progress goes to stderr so stdout sta
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sfduck_core.config import load_settings
 from sfduck_core.errors import ConfigError, JobNotFoundError, SfduckError
 from sfduck_core.plugins import command, snowflake_source
 from sfduck_core.progress import SyncProgress, ignore_progress
+
+if TYPE_CHECKING:
+    from sfduck_core.engine import SyncEngine
 
 
 def _csv(value: str) -> list[str]:
@@ -165,8 +169,15 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _os_user() -> str | None:
+    """Who runs the command, as the audit records it (the login name, not a secret)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
-    from sfduck_core.engine import SyncEngine, SyncRequest
 
     if args.command == "doctor":
         return _doctor(args)
@@ -174,7 +185,21 @@ def run(args: argparse.Namespace) -> int:
     url = args.server or settings.server_url
     if url and args.command != "describe":  # describe only asks Snowflake: no file to compete for
         return run_remote(args, url)
-    engine = SyncEngine(settings, snowflake_source(settings))
+    from sfduck_core.engine import SyncEngine
+    from sfduck_core.notify import Notifier
+
+    notifier = Notifier(settings.notify_urls, settings.notify_on_success)
+    engine = SyncEngine(settings, snowflake_source(settings), on_job_end=notifier.job_ended)
+    try:
+        return _run_local(args, engine)
+    finally:
+        notifier.flush()
+
+
+def _run_local(args: argparse.Namespace, engine: SyncEngine) -> int:
+    from sfduck_core.engine import SyncRequest
+
+    user = _os_user()
     if args.command == "tables":
         _print([t.as_dict() for t in engine.list_tables(args.schema)])
     elif args.command == "describe":
@@ -192,14 +217,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "register":
         reg = engine.register(args.schema, args.table, incremental_key=args.incremental_key,
                               primary_key=args.primary_key, detect_deletes=args.detect_deletes,
-                              include_columns=args.columns, exclude_columns=args.exclude_columns)
+                              include_columns=args.columns, exclude_columns=args.exclude_columns, actor=user)
         _print(reg.as_dict())
     elif args.command == "unregister":
-        _print(engine.unregister(args.schema, args.table).as_dict())
+        _print(engine.unregister(args.schema, args.table, actor=user).as_dict())
     elif args.command == "sync":
         request = SyncRequest(args.schema, args.table, strategy=args.strategy, transport=args.transport,
                               where=args.where, incremental_key=args.incremental_key,
-                              primary_key=args.primary_key, detect_deletes=args.detect_deletes, force=args.force)
+                              primary_key=args.primary_key, detect_deletes=args.detect_deletes, force=args.force,
+                              trigger="cli", started_by=user)
         job = engine.sync(request, on_progress=_progress_listener(args))
         _print(job)
     elif args.command == "status":

@@ -153,6 +153,25 @@ def test_a_failed_sync_names_its_job_which_status_then_shows(env: dict[str, str]
     assert job["status"] == "failed" and "does not exist" in job["error_message"]
 
 
+def test_cli_syncs_are_audited_and_a_failure_is_notified(env: dict[str, str], emulator: EmulatorSettings, sf,
+                                                          source_table) -> None:
+    from tests.integration.test_schedules import Receiver
+
+    receiver = Receiver()
+    try:
+        table = source_table("ID NUMBER(38,0)", "GONE")
+        assert cli(env, "register", emulator.schema, table).returncode == 0
+        sf.cursor().execute(f'DROP TABLE "{emulator.schema}"."{table}"')
+        env = {**env, "SFDUCK_NOTIFY_URLS": receiver.url}
+        assert cli(env, "sync", emulator.schema, table).returncode == 1
+        [message] = receiver.wait_for(1)
+        assert message["type"] == "failure" and table in message["title"] and "does not exist" in message["message"]
+        [job] = json.loads(cli(env, "history", emulator.schema, table).stdout)
+        assert job["trigger"] == "cli" and job["started_by"]  # the login name of whoever ran it
+    finally:
+        receiver.server.shutdown()
+
+
 @pytest.mark.parametrize("transport", ["stage", "arrow"])
 def test_the_database_is_free_while_a_sync_downloads(env: dict[str, str], emulator: EmulatorSettings,
                                                      transport: str) -> None:

@@ -174,3 +174,29 @@ def test_a_failing_receiver_never_fails_a_sync(settings: Settings, tmp_path: Pat
     bg = svc.start_sync(SyncRequest(emulator.schema, "EMPTY_TABLE", trigger="api", started_by="ops"))
     assert bg.finished.wait(60) and bg.error is None and bg.result["status"] == "completed"
     svc.shutdown(5)
+
+
+def test_retention_prunes_old_finished_jobs_but_never_a_tables_last_ones(service: Service,
+                                                                         emulator: EmulatorSettings) -> None:
+    service.engine.register(emulator.schema, "EMPTY_TABLE")
+    first = service.engine.sync(SyncRequest(emulator.schema, "EMPTY_TABLE"))
+    last = service.engine.sync(SyncRequest(emulator.schema, "EMPTY_TABLE", force=True))
+    store = service.engine.store
+    with store.connect() as con:  # both a year old
+        con.execute("UPDATE sfduck_meta.sync_jobs SET created_at = created_at - INTERVAL 365 DAY")
+    assert store.prune_jobs(dt.datetime.now(dt.UTC) - dt.timedelta(days=30)) == 1
+    assert [j["sync_id"] for j in store.history()] == [last["sync_id"]]  # the last one stays
+    assert store.get_job(first["sync_id"]) is None
+
+
+def test_the_api_docs_are_served_under_the_prefix(service: Service) -> None:
+    from fastapi.testclient import TestClient
+    from starlette.applications import Starlette
+
+    from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
+
+    client = TestClient(ApiPrefix(Starlette(), create_api(lambda: service)))
+    docs = client.get(f"{API_PREFIX}/docs")
+    assert docs.status_code == 200 and f"{API_PREFIX}/openapi.json" in docs.text
+    spec = client.get(f"{API_PREFIX}/openapi.json").json()
+    assert "/sync/start" in spec["paths"] and spec["servers"] == [{"url": API_PREFIX}]
