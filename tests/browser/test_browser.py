@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from sfduck_emulator.settings import DEMO_SCHEMA
+from tests.serving import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -38,12 +38,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCHEMA = DEMO_SCHEMA
 START_TIMEOUT_S = 60
 SYNC_TIMEOUT_MS = 180_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def app_env(tmp_path: Path) -> dict[str, str]:
@@ -71,17 +65,7 @@ def streamlit_server(tmp_path: Path, name: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"streamlit did not start: {(tmp_path / f'{name}.log').read_text()}")
-            time.sleep(0.3)
+        wait_until_healthy(f"{url}/_stcore/health", proc, tmp_path / f"{name}.log", START_TIMEOUT_S)
         yield url
     finally:
         proc.terminate()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from sfduck_core.store import Store
 from sfduck_emulator.settings import EmulatorSettings
 from tests.integration.conftest import TEST_DATA_ROWS, env_for
 from tests.integration.test_api import PASSWORDS, write_users
+from tests.serving import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,12 +34,6 @@ class Server:
     db: Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(emulator: EmulatorSettings, tmp: Path) -> Server:
     env = env_for(emulator, tmp)
     write_users(tmp / "users.yaml")
@@ -48,18 +42,7 @@ def start_server(emulator: EmulatorSettings, tmp: Path) -> Server:
     log = open(tmp / "server.log", "w")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(["./scripts/dashboard.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/health", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"the server did not start:\n{(tmp / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.2)
+    wait_until_healthy(f"{url}/api/v1/health", process, tmp / "server.log", 120)
     return Server(url, process, env, Path(env["SFDUCK_DUCKDB_PATH"]))
 
 
