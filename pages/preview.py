@@ -16,6 +16,7 @@ from sfduck_core.preview import (
     row_count,
     run_read_only_query,
     starter_query,
+    sync_versions,
     to_csv_bytes,
     to_parquet_bytes,
 )
@@ -36,7 +37,14 @@ label = st.selectbox("Synced table", list(by_label), key="preview_table")
 schema, table = by_label[label]
 
 status = load_or_stop("reading the sync status", store.sync_status, schema, table) or {}
-count = load_or_stop("counting rows", row_count, store, schema, table)
+versions = load_or_stop("listing the table's versions", sync_versions, store, schema, table)
+snapshot_id = None
+if versions:  # a DuckLake keeps every sync's version
+    labels = {"now": None, **{f"after the sync of {job['completed_at'][:19].replace('T', ' ')} UTC "
+                              f"(snapshot {job['stats']['snapshot_id']})": job["stats"]["snapshot_id"]
+                              for job in versions}}
+    snapshot_id = labels[st.selectbox("As of", list(labels), key="preview_as_of")]
+count = load_or_stop("counting rows", row_count, store, schema, table, snapshot_id)
 metrics = st.columns(3)
 metrics[0].metric("Rows in DuckDB", f"{count:,}")
 metrics[1].metric("Last sync", status.get("last_status") or "never")
@@ -49,7 +57,7 @@ st.caption(f"Last successful sync: {last_success[:19].replace('T', ' ')} UTC" if
 rows_tab, summary_tab, status_tab, sql_tab = st.tabs(["First rows", "Summary", "Sync status", "SQL"])
 with rows_tab:
     st.caption(f"The first {PREVIEW_ROWS} rows.")
-    st.dataframe(load_or_stop("reading the first rows", first_rows, store, schema, table),
+    st.dataframe(load_or_stop("reading the first rows", first_rows, store, schema, table, snapshot_id=snapshot_id),
                  hide_index=True, width="stretch")
 with summary_tab:
     st.caption("DuckDB SUMMARIZE: per-column type, min, max, approximate distinct count, nulls, quartiles.")
@@ -72,7 +80,7 @@ with sql_tab:
         st.session_state.pop(_RESULT_KEY, None)
         with user_errors("running the query"), st.spinner("Running the query..."):
             st.session_state[_RESULT_KEY] = run_read_only_query(
-                ctx.settings.duckdb_path, sql, user=viewer.username, max_bytes=ctx.settings.sql_max_bytes)
+                ctx.settings.storage, sql, user=viewer.username, max_bytes=ctx.settings.sql_max_bytes)
     result = st.session_state.get(_RESULT_KEY)
     if result is not None:
         note = {"rows": f" (cut at {QUERY_MAX_ROWS:,} rows; there are more)",

@@ -9,7 +9,9 @@ emulator (a plugin of the core, see `plugins`), so a fresh clone works with zero
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,96 @@ class SnowflakeSettings:
         return kwargs
 
 
+TARGET_KINDS = ("duckdb", "ducklake")
+LAKE_CATALOGS = ("sqlite", "postgres")
+_PASSWORD_IN_LIBPQ = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.IGNORECASE)
+_PASSWORD_IN_URI = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where synced tables and sfduck's metadata live (SFDUCK_TARGET).
+
+    `duckdb`: one DuckDB file, one process at a time. `ducklake`: a DuckLake whose catalog is a
+    SQLite file (many processes on one machine) or a PostgreSQL database (many machines), with the
+    data as Parquet files under `data_path`; readers attach it READ_ONLY and never wait for a
+    writer. The catalog location of a PostgreSQL lake is a libpq string that may hold a password:
+    it never prints (see `describe`)."""
+
+    kind: str = "duckdb"
+    path: Path | None = None  # the DuckDB file
+    catalog: str | None = None  # a lake's catalog database: "sqlite" or "postgres"
+    catalog_location: str = field(default="", repr=False)  # SQLite file path or libpq string
+    data_path: str | None = None  # a lake's data folder (or s3://bucket/prefix/)
+
+    @property
+    def is_lake(self) -> bool:
+        return self.kind == "ducklake"
+
+    @property
+    def attach_uri(self) -> str:
+        """What `ATTACH` takes: 'ducklake:sqlite:<file>' or 'ducklake:postgres:<libpq string>'."""
+        if not self.is_lake:
+            return str(self.path)
+        return f"ducklake:{self.catalog}:{self.catalog_location}"
+
+    @property
+    def local_dir(self) -> Path | None:
+        """The local folder holding the file or the SQLite catalog (for disk checks and work files)."""
+        if self.path is not None:
+            return self.path.parent
+        if self.catalog == "sqlite":
+            return Path(self.catalog_location).parent
+        return None
+
+    def describe(self) -> str:
+        """For logs and messages: never a password."""
+        if not self.is_lake:
+            return f"DuckDB file {self.path}"
+        return f"DuckLake ({self.catalog} catalog {self.redact(self.catalog_location)}, data in {self.data_path})"
+
+    def redact(self, text: str) -> str:
+        """`text` (an error from DuckDB or PostgreSQL, say) with the catalog's password masked:
+        the postgres extension quotes the whole connection string in its errors."""
+        if self.catalog_location and self.catalog_location in text:
+            text = text.replace(self.catalog_location, _mask_passwords(self.catalog_location))
+        return _mask_passwords(text)
+
+
+def _mask_passwords(text: str) -> str:
+    return _PASSWORD_IN_URI.sub(r"\1***@", _PASSWORD_IN_LIBPQ.sub(r"\1***", text))
+
+
+def parse_target(value: str, data_path: str | None, resolve: Callable[[str], Path]) -> Target:
+    """SFDUCK_TARGET (+ SFDUCK_LAKE_DATA_PATH) as a Target; `resolve` makes a local path absolute
+    relative to where the setting came from."""
+    kind, _, rest = value.partition(":")
+    if "\0" in value or (data_path and "\0" in data_path):
+        raise ConfigError("SFDUCK_TARGET and SFDUCK_LAKE_DATA_PATH must not contain NUL characters.")
+    if kind == "duckdb" and rest:
+        return Target("duckdb", path=resolve(rest))
+    if kind == "ducklake":
+        catalog, _, location = rest.partition(":")
+        if catalog in LAKE_CATALOGS and location.strip():
+            if catalog == "sqlite":
+                location = str(resolve(location))
+            if data_path:
+                data = data_path if "://" in data_path else str(resolve(data_path))
+            elif catalog == "sqlite":
+                data = location + ".files"  # DuckLake's own default, beside the catalog
+            else:
+                raise ConfigError("A DuckLake with a PostgreSQL catalog needs SFDUCK_LAKE_DATA_PATH (a folder every "
+                                  "machine reaches, or s3://bucket/prefix/).")
+            if "://" not in data and not data.endswith("/"):
+                data += "/"
+            return Target("ducklake", catalog=catalog, catalog_location=location, data_path=data)
+    shown = value if kind != "ducklake" else "ducklake:" + rest.partition(":")[0] + ":..."
+    raise ConfigError(
+        f"SFDUCK_TARGET {shown!r} is not understood; use duckdb:<file>, ducklake:sqlite:<catalog file> or "
+        "ducklake:postgres:<libpq connection string>."
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     snowflake: SnowflakeSettings
@@ -113,6 +205,12 @@ class Settings:
     server_url: str | None = None  # the CLI drives this running server instead of the DuckDB file
     # (setting, where its value came from) for every setting that was given: names, never values
     origins: tuple[tuple[str, str], ...] = ()
+    target: Target | None = None  # SFDUCK_TARGET when it names a lake; None: the file `duckdb_path`
+
+    @property
+    def storage(self) -> Target:
+        """Where the data lives: the lake when one is configured, else the DuckDB file."""
+        return self.target or Target("duckdb", path=self.duckdb_path)
 
     @property
     def source_label(self) -> str:
@@ -123,7 +221,7 @@ class Settings:
         """One log line: the mode and where the settings came from."""
         mode = "demo mode (embedded emulator)" if self.demo else f"account {self.snowflake.account}"
         files = ", ".join(self.files_read) or "no settings files (environment only)"
-        return f"sfduck: {mode}; settings from {files}; DuckDB file {self.duckdb_path}"
+        return f"sfduck: {mode}; settings from {files}; {self.storage.describe()}"
 
 
 def _env_key(key: str) -> str:
@@ -215,6 +313,16 @@ def load_settings(
             return (dotenv_dir / dotenv[name]).resolve()
         return ((APP_DIR or Path.cwd()) / default).resolve()
 
+    def resolver(name: str) -> Callable[[str], Path]:
+        base = Path.cwd() if env.get(name) else dotenv_dir
+        return lambda raw: (base / raw).resolve()
+
+    duckdb_path = path_setting("SFDUCK_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
+    target = None
+    if pick("SFDUCK_TARGET"):
+        target = parse_target(str(pick("SFDUCK_TARGET")), pick("SFDUCK_LAKE_DATA_PATH"), resolver("SFDUCK_TARGET"))
+        if not target.is_lake:  # duckdb:<file> is SFDUCK_DUCKDB_PATH by another name
+            duckdb_path, target = target.path or duckdb_path, None
     values: dict[str, Any] = {k: pick(_env_key(k), k) for k in SNOWFLAKE_KEYS}
     for numeric in ("port", "login_timeout", "network_timeout"):
         if values[numeric] not in (None, ""):
@@ -274,4 +382,5 @@ def load_settings(
         job_retention_days=_positive_number(retention, "SFDUCK_JOB_RETENTION_DAYS", 0) if retention else None,
         server_url=(pick("SFDUCK_SERVER_URL") or None),
         origins=tuple(sorted(origins.items())),
+        target=target,
     )

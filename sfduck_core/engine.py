@@ -135,7 +135,8 @@ class SyncEngine:
         raises is logged and never changes the sync's outcome."""
         self.settings = settings
         self.on_job_end = on_job_end
-        self.store = store or Store(settings.duckdb_path, settings.lock_timeout_s, settings.duckdb_memory_limit)
+        self.store = store or Store(settings.duckdb_path, settings.lock_timeout_s, settings.duckdb_memory_limit,
+                                    target=settings.storage)
         self._provider = snowflake or self._configured_account
         self._snowflake: SnowflakeSettings | None = None
         self._lock = threading.Lock()
@@ -350,7 +351,9 @@ class SyncEngine:
             stats.transfer.transport = "none"
             stats.duration_s = run.elapsed()
             with self.store.connect() as con:
+                con.execute("BEGIN")  # one commit (one lake snapshot) for the job and its status
                 self.store.complete_job(con, reg, run.sync_id, stats.as_dict(), "none")
+                con.execute("COMMIT")
             return
         stats.skipped = False
         if plan.key_plan is not None:

@@ -17,7 +17,7 @@ import duckdb
 
 from sfduck_core.errors import SyncFailedError
 from sfduck_core.sqlident import qualified, quote_ident, quote_list
-from sfduck_core.store import Store
+from sfduck_core.store import Store, storage_type
 from sfduck_core.typemap import ColumnPlan
 
 _SAFE_SF_TYPE = re.compile(r"^[A-Z_ ]+(\(\d+(,\d+)?\))?$")
@@ -124,11 +124,11 @@ def apply_drift(con: duckdb.DuckDBPyConnection, schema: str, table: str, plans: 
     for plan in plans:
         if plan.name not in local:
             con.execute(f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {quote_ident(plan.name)} "
-                        f"{plan.duckdb_type}")
+                        f"{storage_type(con, plan.duckdb_type)}")
             report.added.append(plan.name)
             continue
         old = local[plan.name]
-        new = _normalise(plan.duckdb_type)
+        new = _normalise(storage_type(con, plan.duckdb_type))
         if _normalise(old) == new:
             continue
         if not _is_widening(_normalise(old), new):

@@ -38,10 +38,11 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from sfduck_core.config import Target
 from sfduck_core.errors import SfduckError, StoreBusyError
 from sfduck_core.sql_sandbox import memory_message
 from sfduck_core.sqlident import qualified
-from sfduck_core.store import WARM, Store
+from sfduck_core.store import WARM, Store, lake_setup_sql
 
 PREVIEW_ROWS = 100
 QUERY_MAX_ROWS = 10_000
@@ -105,22 +106,42 @@ def _require_table(con: Any, schema: str, table: str) -> None:
         )
 
 
-def first_rows(store: Store, schema: str, table: str, limit: int = PREVIEW_ROWS) -> pd.DataFrame:
-    """The first `limit` rows in storage order: a glance, not a sample."""
-    with store.connect() as con:
-        _require_table(con, schema, table)
-        return con.execute(f"SELECT * FROM {qualified(schema, table)} LIMIT ?", [int(limit)]).df()
+def _as_of(store: Store, snapshot_id: int | None) -> tuple[str, list[Any]]:
+    """`AT (VERSION => ?)` for a lake snapshot (a job's `snapshot_id`): the table as that sync left it."""
+    if snapshot_id is None:
+        return "", []
+    if not store.is_lake:
+        raise SfduckError("Earlier versions are kept only in a DuckLake target (SFDUCK_TARGET=ducklake:...).")
+    return " AT (VERSION => ?)", [int(snapshot_id)]
 
 
-def row_count(store: Store, schema: str, table: str) -> int:
-    with store.connect() as con:
+def first_rows(store: Store, schema: str, table: str, limit: int = PREVIEW_ROWS,
+               snapshot_id: int | None = None) -> pd.DataFrame:
+    """The first `limit` rows in storage order: a glance, not a sample (as of a lake snapshot if given)."""
+    at, params = _as_of(store, snapshot_id)
+    with store.connect(read_only=True) as con:
         _require_table(con, schema, table)
-        return Store.count_rows(con, schema, table)
+        return con.execute(f"SELECT * FROM {qualified(schema, table)}{at} LIMIT ?", [*params, int(limit)]).df()
+
+
+def row_count(store: Store, schema: str, table: str, snapshot_id: int | None = None) -> int:
+    at, params = _as_of(store, snapshot_id)
+    with store.connect(read_only=True) as con:
+        _require_table(con, schema, table)
+        return int(con.execute(f"SELECT count(*) FROM {qualified(schema, table)}{at}", params).fetchone()[0])
+
+
+def sync_versions(store: Store, schema: str, table: str) -> list[dict[str, Any]]:
+    """The completed syncs of a table whose lake snapshot can still be read, newest first."""
+    if not store.is_lake:
+        return []
+    return [job for job in store.history(schema, table)
+            if job["status"] == "completed" and job["stats"].get("snapshot_id") is not None]
 
 
 def summarize(store: Store, schema: str, table: str) -> pd.DataFrame:
     """DuckDB's SUMMARIZE: per-column min, max, distinct estimate, nulls, quartiles."""
-    with store.connect() as con:
+    with store.connect(read_only=True) as con:
         _require_table(con, schema, table)
         return con.execute(f"SUMMARIZE {qualified(schema, table)}").df()
 
@@ -333,7 +354,7 @@ def _result_from(out: bytes, err: bytes, returncode: int, elapsed: float) -> Que
     return QueryResult(table, header.get("cut"), elapsed)
 
 
-def run_read_only_query(db_path: str | os.PathLike[str], sql: str, *, user: str | None = None,
+def run_read_only_query(db_path: str | os.PathLike[str] | Target, sql: str, *, user: str | None = None,
                         max_rows: int = QUERY_MAX_ROWS, max_bytes: int = QUERY_MAX_BYTES,
                         timeout_s: float = QUERY_TIMEOUT_S, busy_retry_s: float = BUSY_RETRY_S,
                         max_concurrent: int = QUERY_MAX_CONCURRENT) -> QueryResult:
@@ -345,14 +366,29 @@ def run_read_only_query(db_path: str | os.PathLike[str], sql: str, *, user: str 
     `user` gets one query at a time, and at most `max_concurrent` run in the whole process.
     """
     text = check_read_only_query(sql)
-    path = Path(db_path).expanduser().resolve()  # the child runs elsewhere: never hand it a relative path
-    if not path.is_file():
-        raise SfduckError(f"No database at {path}: run a sync first.")
+    lake: dict[str, Any] = {}
+    if isinstance(db_path, Target) and db_path.is_lake:
+        # the child attaches the lake READ_ONLY; it may read only the lake's data folder
+        if db_path.catalog == "sqlite" and not Path(db_path.catalog_location).is_file():
+            raise SfduckError("No lake yet: run a sync first.")
+        lake = {"lake_setup": lake_setup_sql(db_path, read_only=True), "lake_data_path": db_path.data_path}
+        path = (db_path.local_dir or Path(tempfile.gettempdir())) / "lake"
+    else:
+        if isinstance(db_path, Target):
+            db_path = db_path.path or ""
+        path = Path(db_path).expanduser().resolve()  # the child runs elsewhere: never hand it a relative path
+        if not path.is_file():
+            raise SfduckError(f"No database at {path}: run a sync first.")
     with _SLOTS.claim(user, max_concurrent), _work_directory(path) as workdir:
         request = {"path": str(path), "workdir": str(workdir), "sql": text, "max_rows": int(max_rows),
                    "max_bytes": int(max_bytes), "busy_retry_s": float(busy_retry_s),
                    "memory_limit": CHILD_MEMORY_LIMIT, "max_memory_bytes": CHILD_MAX_MEMORY_BYTES,
-                   "max_temp_size": CHILD_MAX_TEMP_SIZE}
+                   "max_temp_size": CHILD_MAX_TEMP_SIZE, **lake}
         started = time.monotonic()
         out, err, returncode = _spawn(request, timeout_s)
-        return _result_from(out, err, returncode, time.monotonic() - started)
+        try:
+            return _result_from(out, err, returncode, time.monotonic() - started)
+        except SfduckError as exc:
+            if isinstance(db_path, Target) and db_path.is_lake:  # never show the catalog's password
+                raise type(exc)(db_path.redact(str(exc))) from None
+            raise

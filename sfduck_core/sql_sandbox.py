@@ -116,8 +116,36 @@ def _connect_with_retry(target: Path, path: Path, config: dict[str, Any], busy_r
                                      f"(DuckDB: {str(exc).splitlines()[0]})") from None
 
 
+def open_lake_sandboxed(request: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """Attach the lake READ_ONLY (statements made by the parent's Store) so that user SQL can reach
+    its tables and, on disk, only the lake's own data folder (DuckLake reads its Parquet files
+    through DuckDB's file system, so that one folder stays allowed)."""
+    workdir = Path(request["workdir"])
+    con = duckdb.connect(config={
+        "autoinstall_known_extensions": False, "autoload_known_extensions": False, "threads": 1,
+        "memory_limit": request["memory_limit"], "temp_directory": str(workdir),
+        "max_temp_directory_size": request["max_temp_size"],
+    })
+    try:
+        for sql in request["lake_setup"]:
+            con.execute(sql)
+    except duckdb.Error as exc:
+        con.close()
+        raise Refusal("missing", "The lake could not be opened: run a sync first. "
+                                 f"(DuckDB: {str(exc).splitlines()[0]})") from None
+    con.execute("SET max_temp_directory_size = ?", [request["max_temp_size"]])  # see open_sandboxed
+    data_path = request.get("lake_data_path")
+    if data_path:
+        con.execute("SET allowed_directories = ?", [[data_path]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
 def open_sandboxed(request: dict[str, Any]) -> duckdb.DuckDBPyConnection:
     """Open the file so that user SQL can reach its tables and nothing else on disk."""
+    if request.get("lake_setup"):
+        return open_lake_sandboxed(request)
     path, workdir = Path(request["path"]), Path(request["workdir"])
     links = _link_database(path, workdir)
     config: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""The one place identifiers are quoted.
+"""The one place identifiers (and the few literals that cannot be bound) are quoted.
 
 Snowflake and DuckDB share the SQL standard's double-quoted identifier syntax, so one helper
 serves both. User text is never formatted into SQL any other way: values are bound as parameters.
@@ -28,6 +28,17 @@ def quote_ident(name: str, what: str = "identifier") -> str:
     """Quote one identifier exactly as written (case and all), doubling embedded quotes."""
     validate_identifier(name, what)
     return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str, what: str = "value") -> str:
+    """A SQL string literal, for the few values DuckDB cannot take as bound parameters (LOAD's
+    file, ATTACH's connection string and options). Quotes are doubled; NUL, which could end the
+    statement early in C code, is refused."""
+    if not isinstance(value, str):
+        raise InvalidIdentifierError(f"The {what} must be text.")
+    if "\0" in value:
+        raise InvalidIdentifierError(f"The {what} contains a NUL character.")
+    return "'" + value.replace("'", "''") + "'"
 
 
 def qualified(*parts: str) -> str:

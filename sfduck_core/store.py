@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
+import importlib.util
 import json
 import os
 import re
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -27,6 +30,7 @@ from typing import Any
 import duckdb
 import psutil
 
+from sfduck_core.config import Target
 from sfduck_core.errors import (
     ConfigError,
     JobNotFoundError,
@@ -37,7 +41,7 @@ from sfduck_core.errors import (
     TableNotFoundError,
 )
 from sfduck_core.files import make_private, private_dir
-from sfduck_core.sqlident import qualified, quote_ident
+from sfduck_core.sqlident import qualified, quote_ident, quote_literal
 
 META = "sfduck_meta"
 STAGING_PREFIX = "__sfduck_staging_"
@@ -128,6 +132,21 @@ MIGRATIONS: list[list[str]] = [
      f"CREATE INDEX sync_jobs_by_table ON {META}.sync_jobs (table_id)"],
 ]
 
+LAKE_ALIAS = "sfduck_lake"
+COMMIT_AUTHOR = "sfduck"  # the author of the lake snapshots that complete a sync
+# DuckDB extensions come from pip packages built for exactly this duckdb version and are loaded
+# from their files, offline: nothing is ever downloaded at run time.
+EXTENSION_PACKAGES = {
+    "ducklake": "duckdb_extension_ducklake",
+    "sqlite_scanner": "duckdb_extension_sqlite_scanner",
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "httpfs": "duckdb_extension_httpfs",
+}
+_CATALOG_EXTENSIONS = {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}
+# DuckLake cannot ADD COLUMN with a default it does not see as a literal, and `false` is not one
+# to it (measured on 1.5.5); the string 'false' is, and DuckDB casts it the same way.
+_BOOLEAN_DEFAULT = re.compile(r"(\bADD\s+COLUMN\b.*\bBOOLEAN\b.*\bDEFAULT\s+)(true|false)\b",
+                              re.IGNORECASE | re.DOTALL)
 _LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
 _PID_IN_LOCK = re.compile(r"PID (\d+)")
 # DuckDB 1.5.5 shares one database instance among a process's connections to a file, but opening
@@ -145,6 +164,113 @@ _job_lock = threading.Lock()
 
 BUCKETS = ("hour", "day", "week", "month")
 JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+
+def extension_file(name: str) -> Path:
+    """The .duckdb_extension file of `name` inside its pip package, for this duckdb version."""
+    package = EXTENSION_PACKAGES[name]
+    spec = importlib.util.find_spec(package)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        found = sorted(Path(folder).glob(f"extensions/v{duckdb.__version__}/**/{name}.duckdb_extension"))
+        if found:
+            return found[0]
+    raise ConfigError(
+        f"The DuckDB extension {name!r} for duckdb {duckdb.__version__} is not installed; install the "
+        f"package {package.replace('_', '-')}=={duckdb.__version__} (it is in requirements.txt)."
+    )
+
+
+def lake_setup_sql(target: Target, read_only: bool = False) -> list[str]:
+    """The statements that open a lake on a fresh in-memory connection: load the extensions from
+    their package files (never downloading), attach the lake and make it the default database, so
+    that every statement written for a DuckDB file runs unchanged and unqualified."""
+    needed = [_CATALOG_EXTENSIONS[target.catalog or ""], "ducklake"]
+    if target.data_path and "://" in target.data_path:
+        needed.insert(0, "httpfs")  # s3://, gs://, https:// data paths
+    secret = _s3_secret_sql() if (target.data_path or "").startswith("s3://") else []
+    options = [f"DATA_PATH {quote_literal(target.data_path or '', 'lake data path')}"]
+    if read_only:
+        options.append("READ_ONLY")
+    return [
+        "SET autoinstall_known_extensions = false",
+        "SET autoload_known_extensions = false",
+        *(f"LOAD {quote_literal(str(extension_file(name)), 'extension path')}" for name in needed),
+        *secret,
+        f"ATTACH {quote_literal(target.attach_uri, 'lake connection string')} AS {LAKE_ALIAS} "
+        f"({', '.join(options)})",
+        f"USE {LAKE_ALIAS}",
+    ]
+
+
+_WAL_CATALOGS: set[str] = set()
+_LAKE_WRITERS: dict[str, threading.Lock] = {}
+IN_PROCESS_WRITER_WAIT_S = 6 * 3600.0  # the default SFDUCK_SYNC_TIMEOUT
+
+
+def _sqlite_wal(catalog: Path) -> None:
+    """Put a SQLite catalog in WAL mode (once; it stays so in the file): in its default rollback
+    mode a writer's commit locks readers out (measured: an independent reader waited 2.1 s for a
+    sync's commit), in WAL mode readers keep reading the last committed snapshot meanwhile."""
+    key = str(catalog)
+    if key in _WAL_CATALOGS:
+        return
+    created = not catalog.exists()
+    with contextlib.closing(sqlite3.connect(catalog, timeout=30.0)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+    if created:
+        make_private(catalog)
+    _WAL_CATALOGS.add(key)
+
+
+# The standard AWS variables -> the options of DuckDB's S3 secret (httpfs reads no environment).
+_S3_SECRET_OPTIONS = (("AWS_ACCESS_KEY_ID", "KEY_ID"), ("AWS_SECRET_ACCESS_KEY", "SECRET"),
+                      ("AWS_SESSION_TOKEN", "SESSION_TOKEN"), ("AWS_REGION", "REGION"),
+                      ("AWS_DEFAULT_REGION", "REGION"), ("AWS_ENDPOINT_URL", "ENDPOINT"))
+
+
+def _s3_secret_sql() -> list[str]:
+    """A temporary (in-memory) S3 secret from the standard AWS environment variables, for an
+    s3:// data path; none when no key is set (public buckets). Never logged: it only ever exists
+    inside the statement handed to DuckDB."""
+    options: dict[str, str] = {}
+    for variable, option in _S3_SECRET_OPTIONS:
+        value = os.environ.get(variable)
+        if value and option not in options:
+            if option == "ENDPOINT":  # DuckDB wants host[:port]; the scheme says whether to use TLS
+                options["USE_SSL"] = "false" if value.startswith("http://") else "true"
+                options["URL_STYLE"] = "path"
+                value = value.split("://", 1)[-1].rstrip("/")
+            options[option] = value
+    if "KEY_ID" not in options:
+        return []
+    rendered = ", ".join(f"{name} {quote_literal(value, 'AWS setting')}" if name not in ("USE_SSL",)
+                         else f"{name} {value}" for name, value in options.items())
+    return [f"CREATE OR REPLACE TEMPORARY SECRET sfduck_s3 (TYPE s3, PROVIDER config, {rendered})"]
+
+
+_FIXED_ARRAY = re.compile(r"\[\d+\]$")
+
+
+def in_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this connection's default database is a lake (see lake_setup_sql)."""
+    return con.execute("SELECT current_database()").fetchone()[0] == LAKE_ALIAS
+
+
+def storage_type(con: duckdb.DuckDBPyConnection, duck_type: str) -> str:
+    """The column type as the storage holds it: DuckLake has no fixed-size arrays (VECTOR(FLOAT, n)
+    maps to FLOAT[n]) and keeps them as lists, FLOAT[]; DuckDB casts one into the other."""
+    if _FIXED_ARRAY.search(duck_type) and in_lake(con):
+        return _FIXED_ARRAY.sub("[]", duck_type)
+    return duck_type
+
+
+def lake_statement(sql: str) -> str | None:
+    """A statement written for a DuckDB file, in the form DuckLake accepts (see _BOOLEAN_DEFAULT);
+    None for an index, which DuckLake does not have (its files carry min/max statistics instead)."""
+    if sql.lstrip().upper().startswith("CREATE INDEX"):
+        return None
+    return _BOOLEAN_DEFAULT.sub(lambda m: f"{m.group(1)}'{m.group(2).lower()}'", sql)
 
 
 def now() -> dt.datetime:
@@ -301,19 +427,122 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike[str], lock_timeout_s: float = 30.0, memory_limit: str = "256MB",
-                 keep_warm_s: float = 0.0):
+                 keep_warm_s: float = 0.0, target: Target | None = None):
         """`keep_warm_s`: how long the file stays open in this process after a use (a server's
-        choice, see `_WarmDatabases`); 0 closes it with the last connection."""
+        choice, see `_WarmDatabases`); 0 closes it with the last connection. `target` a lake:
+        `path` is then only the local anchor for disk-space checks."""
+        self.target = target if target is not None and target.is_lake else Target("duckdb", path=Path(path))
         self.path = Path(path)
+        if self.target.is_lake and self.target.data_path and "://" not in self.target.data_path:
+            self.path = Path(self.target.data_path) / "sfduck.lake"  # where the lake's data files grow
         self.lock_timeout_s = lock_timeout_s
         self.memory_limit = memory_limit
         self.keep_warm_s = keep_warm_s
 
+    @property
+    def is_lake(self) -> bool:
+        return self.target.is_lake
+
     # --- connections -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file for one operation, waiting a bounded time if another process holds it."""
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the storage for one operation: the file (waiting a bounded time if another process
+        holds it) or the lake (attached to a fresh in-memory connection). In a lake, sfduck's
+        writers take turns like on a file (see _lake_writer); `read_only` operations (status,
+        history, the cancel flag, previews) never wait for them."""
+        if not self.is_lake:
+            with self._connected(self._open_file()) as con:
+                yield con
+            return
+        migrated = self.target.attach_uri in _migrated
+        with contextlib.ExitStack() as stack:
+            if not (read_only and migrated):
+                stack.enter_context(self._lake_writer())
+            con = stack.enter_context(self._connected(self._open_lake()))
+            yield con
+
+    @contextlib.contextmanager
+    def _lake_writer(self) -> Iterator[None]:
+        """One sfduck writer at a time per lake (threads of this process, then processes of this
+        machine through a lock file beside a SQLite catalog, waiting up to SFDUCK_LOCK_TIMEOUT).
+
+        DuckLake settles concurrent commits optimistically, but sfduck's commits all update
+        sfduck_meta, and two at once on a SQLite catalog fail ("database is locked", measured with
+        4 concurrent syncs), so writers serialise as they do on a DuckDB file; readers never do."""
+        key = self.target.attach_uri
+        with _migrate_lock:
+            in_process = _LAKE_WRITERS.setdefault(key, threading.Lock())
+        deadline = time.monotonic() + self.lock_timeout_s
+        busy = StoreBusyError(f"The {self.target.describe()} is being written by another sfduck sync; waited "
+                              f"{self.lock_timeout_s:.0f} s. Try again when it has finished.")
+        # Threads of this process queue (a file lets them write at once): each holder is a live
+        # operation of ours, bounded by its own time limit; other processes wait a bounded time.
+        if not in_process.acquire(timeout=max(self.lock_timeout_s, IN_PROCESS_WRITER_WAIT_S)):
+            raise busy
+        fd = None
+        try:
+            if self.target.catalog == "sqlite":
+                lock_file = Path(self.target.catalog_location + ".sfduck-writer")
+                private_dir(lock_file.parent)
+                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+                delay = 0.02
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise busy from None
+                        time.sleep(delay)
+                        delay = min(delay * 2, 0.5)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the flock
+            in_process.release()
+
+    @contextlib.contextmanager
+    def _connected(self, con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+        try:
+            con.execute(f"SET memory_limit = '{_memory_limit(self.memory_limit)}'")
+            # progress is tracked (for query_progress) but never printed on the terminal
+            con.execute("SET enable_progress_bar = true")
+            con.execute("SET enable_progress_bar_print = false")
+            self._migrate(con)
+            yield con
+        finally:
+            if self.is_lake:
+                con.close()
+            else:
+                with _FILE_HANDLES:
+                    con.close()
+
+    def _open_lake(self) -> duckdb.DuckDBPyConnection:
+        """A DuckLake admits many readers and writers at once: no lock to wait for here (DuckLake
+        settles concurrent commits itself). Its local folders are created owner-only."""
+        target = self.target
+        if target.catalog == "sqlite":
+            private_dir(Path(target.catalog_location).parent)
+        if target.data_path and "://" not in target.data_path:
+            private_dir(target.data_path)
+        if target.catalog == "sqlite":
+            _sqlite_wal(Path(target.catalog_location))
+        con = duckdb.connect()
+        try:
+            for sql in lake_setup_sql(target):
+                con.execute(sql)
+        except duckdb.Error as exc:
+            con.close()
+            raise StoreBusyError(f"Could not open the {target.describe()}: {target.redact(str(exc))}") from None
+        except BaseException:
+            con.close()
+            raise
+        if target.catalog == "sqlite":
+            make_private(target.catalog_location)
+        return con
+
+    def _open_file(self) -> duckdb.DuckDBPyConnection:
         private_dir(self.path.parent)
         created = not self.path.exists()
         deadline = time.monotonic() + self.lock_timeout_s
@@ -339,24 +568,16 @@ class Store:
             make_private(self.path)
         if self.keep_warm_s > 0:
             WARM.touch(str(self.path), self.keep_warm_s)
-        try:
-            con.execute(f"SET memory_limit = '{_memory_limit(self.memory_limit)}'")
-            # progress is tracked (for query_progress) but never printed on the terminal
-            con.execute("SET enable_progress_bar = true")
-            con.execute("SET enable_progress_bar_print = false")
-            self._migrate(con)
-            yield con
-        finally:
-            with _FILE_HANDLES:
-                con.close()
+        return con
 
     def ping(self, wait_s: float = 2.0) -> None:
-        """Open the file and read it, waiting at most `wait_s` for another process (health checks)."""
-        with Store(self.path, min(wait_s, self.lock_timeout_s), self.memory_limit).connect() as con:
+        """Open the storage and read it, waiting at most `wait_s` for another process (health checks)."""
+        quick = Store(self.path, min(wait_s, self.lock_timeout_s), self.memory_limit, target=self.target)
+        with quick.connect(read_only=True) as con:
             con.execute(f"SELECT count(*) FROM {META}.schema_version").fetchone()
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        key = str(self.path.resolve())
+        key = self.target.attach_uri if self.is_lake else str(self.path.resolve())
         if key in _migrated:
             return
         with _migrate_lock:
@@ -372,13 +593,18 @@ class Store:
                 con.execute("BEGIN")
                 try:
                     for sql in statements:
-                        con.execute(sql)
+                        statement = lake_statement(sql) if self.is_lake else sql
+                        if statement:
+                            con.execute(statement)
                     con.execute(f"INSERT INTO {META}.schema_version VALUES (?, ?)", [version, now()])
                     con.execute("COMMIT")
                 except Exception:
                     con.execute("ROLLBACK")
                     raise
             _migrated.add(key)
+
+    def _where(self) -> str:
+        return self.target.describe() if self.is_lake else f"DuckDB file {self.path}"
 
     # --- ownership -------------------------------------------------------------------------
 
@@ -403,15 +629,15 @@ class Store:
                 return "the demo emulator" if x == "demo" else f"the Snowflake account {x!r}"
 
             raise ConfigError(
-                f"The DuckDB file {self.path} holds tables from {name(row[0])}, but sfduck is configured for "
-                f"{name(label)}. Point SFDUCK_DUCKDB_PATH at another file (or fix the configuration that was "
-                "not found); nothing was changed."
+                f"The {self._where()} holds tables from {name(row[0])}, but sfduck is configured for "
+                f"{name(label)}. Point {'SFDUCK_TARGET' if self.is_lake else 'SFDUCK_DUCKDB_PATH'} at another "
+                f"{'lake' if self.is_lake else 'file'} (or fix the configuration that was not found); nothing was changed."
             )
 
     # --- registrations ---------------------------------------------------------------------
 
     def get_registration(self, schema: str, table: str) -> Registration | None:
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             return self._registration(con, schema, table)
 
     @staticmethod
@@ -502,7 +728,7 @@ class Store:
 
     def list_registrations(self, include_inactive: bool = False) -> list[Registration]:
         where = "" if include_inactive else "WHERE status = 'active'"
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             rows = con.execute(
                 f"SELECT schema_name, table_name FROM {META}.allowed_tables {where} "
                 "ORDER BY schema_name, table_name"
@@ -591,8 +817,14 @@ class Store:
 
     def complete_job(self, con: duckdb.DuckDBPyConnection, reg: Registration, sync_id: str,
                      stats: dict[str, Any], transport: str, **status_fields: Any) -> None:
-        """Mark success inside the caller's transaction, so data and metadata commit together."""
+        """Mark success inside the caller's transaction, so data and metadata commit together. In a
+        lake the commit's snapshot is labelled with the sync_id, which is how the job finds its
+        snapshot later (`snapshot_id` in its stats) without a second write."""
         ts = now()
+        if self.is_lake:
+            con.execute(f"CALL {LAKE_ALIAS}.set_commit_message(?, ?, extra_info => ?)",
+                        [COMMIT_AUTHOR, f"sfduck sync of {reg.schema_name}.{reg.table_name}",
+                         json.dumps({"sync_id": sync_id})])
         con.execute(
             f"UPDATE {META}.sync_jobs SET status = 'completed', completed_at = ?, stats = ?, transport = ? "
             "WHERE sync_id = ?",
@@ -615,7 +847,7 @@ class Store:
         return job
 
     def cancel_requested(self, sync_id: str) -> bool:
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             row = con.execute(f"SELECT cancel_requested FROM {META}.sync_jobs WHERE sync_id = ?", [sync_id]).fetchone()
         return bool(row and row[0])
 
@@ -683,7 +915,7 @@ class Store:
     def find_jobs(self, query: JobQuery, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """One page of the jobs `query` selects, newest first, and how many it selects in all."""
         where, params = query.where()
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             total = int(con.execute(f"SELECT count(*) FROM {META}.sync_jobs {where}", params).fetchone()[0])
             return self._jobs(where, params, limit, offset, con), total
 
@@ -693,7 +925,7 @@ class Store:
         if bucket not in BUCKETS:
             raise SfduckError(f"Unknown time bucket {bucket!r}; use one of {', '.join(BUCKETS)}.")
         where, params = query.where()
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             cur = con.execute(
                 "SELECT date_trunc(?, created_at AT TIME ZONE 'UTC') AS bucket, "
                 "schema_name || '.' || table_name AS \"table\", count(*) AS jobs, "
@@ -714,7 +946,7 @@ class Store:
 
     def job_facets(self) -> dict[str, Any]:
         """The values the job filters can take (tables, statuses, triggers, users), for pickers."""
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             def distinct(expr: str) -> list[str]:
                 rows = con.execute(f"SELECT DISTINCT {expr} FROM {META}.sync_jobs WHERE {expr} IS NOT NULL "
                                    "ORDER BY 1").fetchall()
@@ -738,7 +970,7 @@ class Store:
 
     def _jobs(self, where: str, params: list[Any], limit: int = 1000, offset: int = 0,
               con: duckdb.DuckDBPyConnection | None = None) -> list[dict[str, Any]]:
-        with contextlib.nullcontext(con) if con is not None else self.connect() as con:
+        with contextlib.nullcontext(con) if con is not None else self.connect(read_only=True) as con:
             cur = con.execute(
                 "SELECT sync_id, table_id, schema_name, table_name, strategy, transport, status, created_at, "
                 "started_at, completed_at, error_message, stats, filter, trigger, started_by "
@@ -747,17 +979,32 @@ class Store:
             )
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()
+            snapshots = self._job_snapshots(con) if self.is_lake and rows else {}
         jobs = []
         for row in rows:
             job = dict(zip(names, row, strict=True))
             job["stats"] = json.loads(job["stats"]) if job["stats"] else {}
+            if job["sync_id"] in snapshots:
+                job["stats"]["snapshot_id"] = snapshots[job["sync_id"]]
             for key in ("created_at", "started_at", "completed_at"):
                 job[key] = _iso(job[key])
             jobs.append(job)
         return jobs
 
+    @staticmethod
+    def _job_snapshots(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+        """sync_id -> the lake snapshot that committed it (see complete_job)."""
+        rows = con.execute(
+            f"SELECT snapshot_id, commit_extra_info FROM {LAKE_ALIAS}.snapshots() WHERE author = ?", [COMMIT_AUTHOR]
+        ).fetchall()
+        found: dict[str, int] = {}
+        for snapshot_id, extra in rows:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                found[json.loads(extra)["sync_id"]] = int(snapshot_id)
+        return found
+
     def sync_status(self, schema: str, table: str) -> dict[str, Any] | None:
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             cur = con.execute(
                 f"SELECT * FROM {META}.table_sync_status WHERE schema_name = ? AND table_name = ?", [schema, table]
             )
@@ -770,11 +1017,31 @@ class Store:
             status[key] = json.loads(status[key]) if status[key] else None
         return {k: _iso(v) for k, v in status.items()}
 
+    # --- lake retention --------------------------------------------------------------------
+
+    def lake_retention(self, keep: dt.timedelta, orphan_grace: dt.timedelta = dt.timedelta(hours=6)
+                       ) -> dict[str, int]:
+        """DuckLake's maintenance: expire snapshots older than `keep` (those versions can no longer
+        be previewed), delete the files only they used, and delete files no snapshot knows (left by
+        syncs killed mid-load) once older than `orphan_grace` - never younger, for a running sync's
+        files are unknown to every snapshot until it commits (SFDUCK_SYNC_TIMEOUT bounds a sync)."""
+        if not self.is_lake:
+            raise SfduckError("Retention applies to a DuckLake target (SFDUCK_TARGET=ducklake:...).")
+        if keep < dt.timedelta(0) or orphan_grace < dt.timedelta(hours=1):
+            raise SfduckError("Keep snapshots for a positive time, and orphaned files for an hour at least.")
+        with self.connect() as con:
+            expired = con.execute("CALL ducklake_expire_snapshots(?, older_than => ?)",
+                                  [LAKE_ALIAS, now() - keep]).fetchall()
+            old_files = con.execute("CALL ducklake_cleanup_old_files(?, cleanup_all => true)", [LAKE_ALIAS]).fetchall()
+            orphans = con.execute("CALL ducklake_delete_orphaned_files(?, older_than => ?)",
+                                  [LAKE_ALIAS, now() - orphan_grace]).fetchall()
+        return {"snapshots_expired": len(expired), "files_deleted": len(old_files), "orphans_deleted": len(orphans)}
+
     # --- synced tables ---------------------------------------------------------------------
 
     def synced_tables(self) -> list[tuple[str, str]]:
         """(schema, table) of every table sfduck has loaded, for previews."""
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             rows = con.execute(
                 "SELECT schema_name, table_name FROM duckdb_tables() "
                 "WHERE database_name = current_database() AND schema_name <> ? AND NOT starts_with(table_name, ?) "
@@ -821,7 +1088,7 @@ class Store:
     def create_table(con: duckdb.DuckDBPyConnection, schema: str, table: str,
                      columns: Sequence[tuple[str, str]]) -> None:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
-        cols = ", ".join(f"{quote_ident(name)} {duck_type}" for name, duck_type in columns)
+        cols = ", ".join(f"{quote_ident(name)} {storage_type(con, duck_type)}" for name, duck_type in columns)
         con.execute(f"CREATE TABLE {qualified(schema, table)} ({cols})")
 
     @staticmethod

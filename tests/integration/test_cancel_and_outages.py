@@ -34,10 +34,10 @@ def local_count(engine: SyncEngine, schema: str) -> int:
 
 @pytest.mark.parametrize("transport", ["stage", "arrow"])
 def test_an_admin_cancels_a_running_sync_from_another_process(engine: SyncEngine, emulator: EmulatorSettings,
-                                                              tmp_path: Path, transport: str) -> None:
+                                                              tmp_path: Path, transport: str, target_kind: str) -> None:
     schema = emulator.schema
     synced_once(engine, schema)
-    env = env_for(emulator, tmp_path)
+    env = env_for(emulator, tmp_path, target_kind)
     env["SFDUCK_DUCKDB_PATH"] = str(engine.settings.duckdb_path)
     cancelled: list[str] = []
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
-from tests.integration.conftest import TEST_DATA_ROWS, env_for
+from tests.integration.conftest import TEST_DATA_ROWS, env_for, read_only
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,8 +24,8 @@ def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
 
 
 @pytest.fixture
-def env(emulator: EmulatorSettings, tmp_path: Path) -> dict[str, str]:
-    return env_for(emulator, tmp_path)
+def env(emulator: EmulatorSettings, tmp_path: Path, target_kind: str) -> dict[str, str]:
+    return env_for(emulator, tmp_path, target_kind)
 
 
 def test_tables_register_sync_status_history_unregister(env: dict[str, str], emulator: EmulatorSettings) -> None:
@@ -95,9 +95,7 @@ def test_unreachable_snowflake_is_a_clear_error(env: dict[str, str]) -> None:
 
 
 def _table_bytes(env: dict[str, str], schema: str, table: str) -> list:
-    import duckdb
-
-    con = duckdb.connect(env["SFDUCK_DUCKDB_PATH"], read_only=True)
+    con = read_only(env)
     try:
         return con.execute(f'SELECT * FROM "{schema}"."{table}" ORDER BY 1').fetchall()
     finally:
@@ -129,9 +127,7 @@ def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], e
     again = cli(env, "sync", emulator.schema, "data", "--quiet", "--transport", transport)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["stats"]["rows_processed"] == TEST_DATA_ROWS
-    import duckdb
-
-    con = duckdb.connect(env["SFDUCK_DUCKDB_PATH"], read_only=True)
+    con = read_only(env)
     leftovers = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__sfduck%'").fetchall()
     con.close()
     assert leftovers == []

@@ -17,7 +17,7 @@ import pytest
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SfduckError, UnsafeFilterError
 from sfduck_emulator.settings import EmulatorSettings
-from tests.integration.conftest import env_for
+from tests.integration.conftest import env_for, read_only
 
 TRANSPORTS = ["stage", "arrow"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,11 +136,11 @@ def test_deletes_are_detected_when_asked(engine: SyncEngine, sf, emulator: Emula
 
 
 def test_timestamp_tz_key_in_another_time_zone_loses_nothing(emulator: EmulatorSettings, sf, tmp_path: Path,
-                                                             source_table: Callable[..., str]) -> None:
+                                                             source_table: Callable[..., str], target_kind: str) -> None:
     schema = emulator.schema
     table = source_table("ID NUMBER(38,0) PRIMARY KEY, TS TIMESTAMP_TZ", "TZKEY")
     run_sql(sf, f'INSERT INTO "{schema}"."{table}" VALUES (1, \'2024-01-01 12:00:00+00:00\')')
-    env = {**env_for(emulator, tmp_path), "TZ": "Asia/Tokyo"}
+    env = {**env_for(emulator, tmp_path, target_kind), "TZ": "Asia/Tokyo"}
 
     def cli(*args: str) -> dict:
         out = subprocess.run([sys.executable, "-m", "sfduck_core", *args], env=env, cwd=ROOT, text=True,
@@ -250,18 +250,16 @@ def test_column_selection_keeps_only_chosen_columns(engine: SyncEngine, emulator
 
 
 def test_killed_incremental_sync_leaves_the_table_as_it_was(emulator: EmulatorSettings, sf, tmp_path: Path,
-                                                            orders: str) -> None:
+                                                            orders: str, target_kind: str) -> None:
     schema = emulator.schema
-    env = env_for(emulator, tmp_path)
+    env = env_for(emulator, tmp_path, target_kind)
     run = [sys.executable, "-m", "sfduck_core"]
     subprocess.run([*run, "register", schema, orders, "--incremental-key", "UPDATED_AT"], env=env, cwd=ROOT,
                    check=True, capture_output=True)
     subprocess.run([*run, "sync", schema, orders, "--strategy", "incremental", "--quiet"], env=env, cwd=ROOT,
                    check=True, capture_output=True)
-    import duckdb
-
     def snapshot() -> list:
-        con = duckdb.connect(env["SFDUCK_DUCKDB_PATH"], read_only=True)
+        con = read_only(env)
         try:
             return con.execute(f'SELECT * FROM "{schema}"."{orders}" ORDER BY 1').fetchall()
         finally:

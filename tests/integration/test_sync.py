@@ -8,7 +8,6 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from sfduck_core.engine import SyncEngine, SyncRequest
@@ -24,7 +23,7 @@ from sfduck_core.errors import (
 from sfduck_core.store import META, Store
 from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS, ORDER_ROWS
 from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
-from tests.integration.conftest import TEST_DATA_ROWS
+from tests.integration.conftest import TEST_DATA_ROWS, read_only
 
 TRANSPORTS = ["stage", "arrow"]
 JSON_COLUMNS = {name for name, typ in ALL_TYPES_COLUMNS if typ in ("VARIANT", "OBJECT", "ARRAY")}
@@ -211,7 +210,7 @@ def test_duckdb_file_is_not_held_open_while_idle(engine: SyncEngine, emulator: E
                                                  settings) -> None:
     sync(engine, emulator.schema, "ORDERS")
     # another connection with a different configuration can only open the file if nobody holds it
-    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    con = read_only(settings)
     assert con.execute(f'SELECT count(*) FROM "{emulator.schema}"."ORDERS"').fetchone()[0] > 0
     con.close()
 
@@ -297,7 +296,8 @@ def tiny_disk(tmp_path: Path):
 def test_a_full_disk_says_so_and_leaves_the_table_as_it_was(settings, emulator: EmulatorSettings, tiny_disk: Path,
                                                             transport: str) -> None:
     """Issue 9 item 7: the job's error is the full disk and where, not "cannot rollback"."""
-    engine = SyncEngine(dataclasses.replace(settings, duckdb_path=tiny_disk / "sfduck.duckdb"))
+    lake = settings.target and dataclasses.replace(settings.target, data_path=f"{tiny_disk / 'lake'}/")
+    engine = SyncEngine(dataclasses.replace(settings, duckdb_path=tiny_disk / "sfduck.duckdb", target=lake))
     schema = emulator.schema
     sync(engine, schema, "ORDERS", transport=transport)
 
