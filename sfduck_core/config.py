@@ -361,7 +361,6 @@ def load_settings(
             f"logins) will not start there. Looked for secrets in: {looked}. Set SNOWFLAKE_ACCOUNT, or "
             f"{DEMO_ENV}=1 to run the demo anyway."
         )
-    duckdb_path = path_setting("SFDUCK_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
     data_dir = path_setting("SFDUCK_DATA_DIR", DEFAULT_DATA_DIR)
     return Settings(
         snowflake=snowflake,
