@@ -121,7 +121,7 @@ def test_long_query_is_killed_at_the_timeout(db: Path) -> None:
     with pytest.raises(QueryTimeoutError, match="stopped after 2 s"):
         run_read_only_query(db, "SELECT sum(hash(a.range * b.range)) FROM range(100000000) a, range(1000) b",
                             timeout_s=2)
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 30  # the query itself would run for many minutes
 
 
 def test_busy_file_is_reported_plainly(db: Path) -> None:
