@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("schema")
     p.add_argument("table")
 
+    p = sub.add_parser("restore", help="bring a table back to the version an earlier sync left (a DuckLake "
+                                       "target only); recorded as a job")
+    p.add_argument("schema")
+    p.add_argument("table")
+    p.add_argument("sync_id", help="the earlier sync, from `history`")
+
+    p = sub.add_parser("retention", help="expire a lake's old versions and delete the files nothing uses any more "
+                                         "(default: SFDUCK_LAKE_KEEP_VERSIONS and SFDUCK_LAKE_KEEP_DAYS)")
+    p.add_argument("--keep-versions", type=int, metavar="K", help="keep the last K versions of each table")
+    p.add_argument("--keep-days", type=float, metavar="N", help="keep every snapshot of the last N days")
+    p.add_argument("--dry-run", action="store_true", help="say what would be expired; change nothing")
+
     p = sub.add_parser("doctor", help="check the Snowflake account, rights, transports and types before the first "
                                       "sync (exit 1 if a check fails)")
     p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
@@ -147,6 +159,12 @@ def run_remote(args: argparse.Namespace, url: str) -> int:
     elif args.command == "history":
         _print(server.call("GET", "/sync/jobs", schema_name=args.schema, table_name=args.table,
                            limit=1000)["jobs"])
+    elif args.command == "restore":
+        _print(server.call("POST", "/sync/restore", {"schema_name": args.schema, "table_name": args.table,
+                                                     "sync_id": args.sync_id, "trigger": "cli"}))
+    elif args.command == "retention":
+        _print(server.call("POST", "/lake/retention", {"keep_versions": args.keep_versions,
+                                                       "keep_days": args.keep_days, "dry_run": args.dry_run}))
     else:
         raise SfduckError(f"`{args.command}` runs locally only; leave out --server.")
     return 0
@@ -239,6 +257,13 @@ def _run_local(args: argparse.Namespace, engine: SyncEngine) -> int:
     elif args.command == "history":
         engine.store.reap_dead_jobs()
         _print(engine.store.history(engine.default_schema(args.schema), args.table))
+    elif args.command == "restore":
+        _print(engine.restore(args.schema, args.table, args.sync_id, trigger="cli", started_by=user))
+    elif args.command == "retention":
+        from sfduck_core.retention import apply_retention, policy_from
+
+        policy = policy_from(engine.settings, args.keep_versions, args.keep_days)
+        _print(apply_retention(engine.store, policy, actor=user, dry_run=args.dry_run))
     return 0
 
 

@@ -8,6 +8,7 @@ emulator (a plugin of the core, see `plugins`), so a fresh clone works with zero
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cronsim import CronSim, CronSimError
 from dotenv import dotenv_values
 
 from sfduck_core.errors import ConfigError
@@ -42,6 +44,8 @@ DEFAULT_DATA_DIR = "data"
 DEFAULT_USERS_FILE = "users.yaml"
 DEFAULT_NETWORK_TIMEOUT_S = 120
 DEFAULT_SYNC_TIMEOUT_S = 6 * 3600
+DEFAULT_LAKE_RETENTION_CRON = "30 3 * * *"  # daily at 03:30 UTC
+OFF = "off"  # a retention rule or schedule that is not applied
 DEMO_ENV = "SFDUCK_DEMO"  # "1": demo mode even where it would otherwise refuse to start
 # The checkout holding streamlit_app.py: where Streamlit's project files live, whatever the cwd.
 _CHECKOUT = Path(__file__).resolve().parents[1]
@@ -206,6 +210,10 @@ class Settings:
     # (setting, where its value came from) for every setting that was given: names, never values
     origins: tuple[tuple[str, str], ...] = ()
     target: Target | None = None  # SFDUCK_TARGET when it names a lake; None: the file `duckdb_path`
+    # a lake's retention (see retention.py): versions kept per table, days kept, when it runs (UTC cron)
+    lake_keep_versions: int | None = 10
+    lake_keep_days: float | None = 7.0
+    lake_retention_cron: str | None = DEFAULT_LAKE_RETENTION_CRON
 
     @property
     def storage(self) -> Target:
@@ -226,6 +234,28 @@ class Settings:
 
 def _env_key(key: str) -> str:
     return f"SNOWFLAKE_{key.upper()}"
+
+
+def _optional_setting(value: Any, name: str, default: float) -> float | None:
+    """A positive number, or `off` (the rule is not applied)."""
+    if str(value or "").strip().lower() == OFF:
+        return None
+    return _positive_number(value, name, default)
+
+
+def _cron_setting(value: Any, name: str, default: str | None) -> str | None:
+    """A five-field cron expression in UTC, or `off`."""
+    text = str(value or "").strip()
+    if text.lower() == OFF:
+        return None
+    if not text:
+        return default
+    try:
+        next(iter(CronSim(text, dt.datetime.now(dt.UTC))))
+    except (CronSimError, StopIteration) as exc:
+        raise ConfigError(f"{name} {text!r} is not a cron expression ({exc or 'it never falls due'}); use five "
+                          "fields (minute hour day-of-month month day-of-week, in UTC) or 'off'.") from None
+    return text
 
 
 def _positive_number(value: Any, name: str, default: float) -> float:
@@ -344,6 +374,9 @@ def load_settings(
     max_parallel = int(_positive_number(pick("SFDUCK_MAX_PARALLEL_SYNCS"), "SFDUCK_MAX_PARALLEL_SYNCS", 2))
     failure_limit = int(_positive_number(pick("SFDUCK_SCHEDULE_FAILURE_LIMIT"), "SFDUCK_SCHEDULE_FAILURE_LIMIT", 5))
     retention = pick("SFDUCK_JOB_RETENTION_DAYS")
+    keep_versions = _optional_setting(pick("SFDUCK_LAKE_KEEP_VERSIONS"), "SFDUCK_LAKE_KEEP_VERSIONS", 10)
+    if keep_versions is not None and keep_versions != int(keep_versions):
+        raise ConfigError(f"SFDUCK_LAKE_KEEP_VERSIONS must be a whole number of versions, got {keep_versions:g}.")
     notify_urls = tuple(u.strip() for u in str(pick("SFDUCK_NOTIFY_URLS") or "").replace("\n", " ").split() if u.strip())
     demo = not snowflake.account
     if not demo and not (snowflake.password or snowflake.private_key_file or snowflake.authenticator):
@@ -362,6 +395,12 @@ def load_settings(
             f"{DEMO_ENV}=1 to run the demo anyway."
         )
     data_dir = path_setting("SFDUCK_DATA_DIR", DEFAULT_DATA_DIR)
+    keep_days = _optional_setting(pick("SFDUCK_LAKE_KEEP_DAYS"), "SFDUCK_LAKE_KEEP_DAYS", 7.0)
+    retention_cron = _cron_setting(pick("SFDUCK_LAKE_RETENTION_SCHEDULE"), "SFDUCK_LAKE_RETENTION_SCHEDULE",
+                                   DEFAULT_LAKE_RETENTION_CRON)
+    if keep_versions is None and keep_days is None and retention_cron is not None:
+        raise ConfigError("SFDUCK_LAKE_KEEP_VERSIONS and SFDUCK_LAKE_KEEP_DAYS are both off, so retention would "
+                          "keep nothing; to keep every version, set SFDUCK_LAKE_RETENTION_SCHEDULE=off instead.")
     return Settings(
         snowflake=snowflake,
         duckdb_path=duckdb_path,
@@ -382,4 +421,7 @@ def load_settings(
         server_url=(pick("SFDUCK_SERVER_URL") or None),
         origins=tuple(sorted(origins.items())),
         target=target,
+        lake_keep_versions=None if keep_versions is None else int(keep_versions),
+        lake_keep_days=keep_days,
+        lake_retention_cron=retention_cron,
     )

@@ -26,6 +26,7 @@ import duckdb
 from sfduck_core.config import Settings, SnowflakeSettings
 from sfduck_core.errors import (
     ConfigError,
+    JobNotFoundError,
     NameCollisionError,
     SfduckError,
     SyncCancelledError,
@@ -54,6 +55,7 @@ from sfduck_core.typemap import ColumnPlan
 TRANSPORTS = ("auto", "stage", "arrow")
 SnowflakeProvider = Callable[[], SnowflakeSettings]
 STRATEGIES = ("full", "incremental")
+RESTORE = "restore"  # the strategy recorded for a job that brings back an earlier sync's version
 TRIGGERS = ("cli", "dashboard", "api", "schedule")
 JobListener = Callable[[dict[str, Any]], None]
 _log = logging.getLogger("sfduck.engine")
@@ -319,6 +321,61 @@ class SyncEngine:
         finally:
             self.store.finish(run.sync_id)
             self._announce_end(run.sync_id)
+
+    def restore(self, schema: str, table: str, from_sync_id: str, *, trigger: str = "cli",
+                started_by: str | None = None) -> dict[str, Any]:
+        """Bring a table back to the version an earlier sync of it committed, as a job of its own.
+
+        Only a lake keeps earlier versions. The copy is made from the snapshot inside one
+        transaction with the job's metadata, like a full sync's swap; the watermark goes back to
+        the restored sync's, so the next incremental fetches everything changed since that
+        version, and the next sync is never skipped (the copy no longer matches the source)."""
+        if trigger not in TRIGGERS:
+            raise SfduckError(f"Unknown trigger {trigger!r}; use one of {', '.join(TRIGGERS)}.")
+        schema = self.default_schema(schema)
+        validate_identifier(table, "table name")
+        self.store.require_lake("Restoring an earlier version")
+        reg = self.store.require_active(schema, table)
+        source = self.store.get_job(from_sync_id)
+        if source is None or (source["schema_name"], source["table_name"]) != (schema, table):
+            raise JobNotFoundError(f"No sync {from_sync_id!r} of {schema}.{table}; pick one from its history.")
+        snapshot_id = source["stats"].get("snapshot_id")
+        if source["status"] != "completed" or snapshot_id is None:
+            raise SfduckError(f"Sync {from_sync_id} of {schema}.{table} left no version to restore: it "
+                              f"{'ended ' + source['status'] if source['status'] != 'completed' else 'was expired by retention'}.")
+        sync_id = self.store.start_job(reg, RESTORE, "none", None, trigger=trigger, started_by=started_by)
+        stats = SyncStats(strategy=RESTORE, restored_from={"sync_id": from_sync_id, "snapshot_id": snapshot_id})
+        started = time.monotonic()
+        staging = self.store.staging_name(sync_id)
+        try:
+            with self.store.connect() as con:
+                con.execute("BEGIN")
+                con.execute(f"CREATE TABLE {qualified(schema, staging)} AS "
+                            f"SELECT * FROM {qualified(schema, table)} AT (VERSION => ?)", [int(snapshot_id)])
+                Store.replace_table(con, schema, table, staging)
+                rows = Store.count_rows(con, schema, table)
+                stats.rows_processed = stats.rows_inserted = rows
+                stats.table_stats = {"local_row_count": rows}
+                stats.watermark_after = source["stats"].get("watermark_after")
+                stats.duration_s = round(time.monotonic() - started, 3)
+                self.store.complete_job(con, reg, sync_id, stats.as_dict(), "none", row_count=rows,
+                                        watermark=stats.watermark_after, source_row_count=None,
+                                        source_last_modified=None)
+                con.execute("COMMIT")
+        except BaseException as exc:  # recorded whatever it was; the table stays as it was
+            message = (str(exc) if isinstance(exc, SfduckError) else f"DuckDB refused the restore: {exc}"
+                       if isinstance(exc, duckdb.Error) else f"Internal error ({type(exc).__name__}): {exc}")
+            stats.duration_s = round(time.monotonic() - started, 3)
+            self.store.fail_job(reg, sync_id, message, stats.as_dict())
+            if not isinstance(exc, Exception):
+                raise
+            raise SyncFailedError(f"Restore {sync_id} of {schema}.{table} failed: {message}") from exc
+        finally:
+            self.store.finish(sync_id)
+            self._announce_end(sync_id)
+        job = self.store.get_job(sync_id)
+        assert job is not None
+        return job
 
     def _announce_end(self, sync_id: str) -> None:
         if self.on_job_end is None:

@@ -110,8 +110,7 @@ def _as_of(store: Store, snapshot_id: int | None) -> tuple[str, list[Any]]:
     """`AT (VERSION => ?)` for a lake snapshot (a job's `snapshot_id`): the table as that sync left it."""
     if snapshot_id is None:
         return "", []
-    if not store.is_lake:
-        raise SfduckError("Earlier versions are kept only in a DuckLake target (SFDUCK_TARGET=ducklake:...).")
+    store.require_lake("Reading an earlier version")
     return " AT (VERSION => ?)", [int(snapshot_id)]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -190,12 +190,33 @@ class ScheduleStore:
         return Registration(schedule.table_id, schedule.schema_name, schedule.table_name, "active")
 
 
+@dataclass
+class Chore:
+    """Server housekeeping on a cron in UTC (a lake's retention). Its due time lives in memory: the
+    first run is the first due time after the server starts, a run missed while it was down is not
+    caught up (the next one does the same work)."""
+
+    name: str
+    cron: str
+    action: Callable[[], Any]
+    next_at: dt.datetime | None = None
+
+    def due(self, moment: dt.datetime) -> bool:
+        """Whether to run now; schedules the following run either way."""
+        if self.next_at is not None and self.next_at > moment:
+            return False
+        first = self.next_at is None
+        self.next_at = next(iter(CronSim(self.cron, moment.astimezone(dt.UTC))))
+        return not first
+
+
 class Scheduler:
-    """Starts due runs; learns their outcome from the engine's job-end listener."""
+    """Starts due runs and chores; learns runs' outcomes from the engine's job-end listener."""
 
     def __init__(self, schedules: ScheduleStore, start_sync: StartSync, *, failure_limit: int = 5,
                  on_pause: Callable[[Schedule, str], None] | None = None, clock: Clock = now,
-                 poll_s: float = 5.0) -> None:
+                 poll_s: float = 5.0, chores: Sequence[Chore] = ()) -> None:
+        self.chores = list(chores)
         self.schedules = schedules
         self.start_sync = start_sync
         self.failure_limit = failure_limit
@@ -215,6 +236,12 @@ class Scheduler:
                 if not schedule.enabled or schedule.next_run_at is None or schedule.next_run_at > moment:
                     continue
                 outcomes.append((schedule, self._run(schedule, moment)))
+        for chore in self.chores:
+            if chore.due(moment):
+                try:
+                    _log.info("%s: %s", chore.name, chore.action())
+                except Exception:  # housekeeping never stops the schedules; the next run tries again
+                    _log.exception("%s failed", chore.name)
         return outcomes
 
     def _run(self, schedule: Schedule, moment: dt.datetime) -> str:

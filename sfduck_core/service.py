@@ -23,7 +23,8 @@ from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SfduckError
 from sfduck_core.notify import Notifier
 from sfduck_core.plugins import snowflake_source
-from sfduck_core.schedules import Schedule, Scheduler, ScheduleStore
+from sfduck_core.retention import apply_retention, policy_from
+from sfduck_core.schedules import SCHEDULER_USER, Chore, Schedule, Scheduler, ScheduleStore
 from sfduck_core.sessions import Session, SessionTokens, resolve_session_key
 from sfduck_core.store import WARM, Store
 from sfduck_core.users import ADMIN, LoginThrottle, UserDirectory, load_users
@@ -155,6 +156,12 @@ class Service:
                 "files_done": p.files_done, "files_total": p.files_total, "bytes_done": p.bytes_done,
                 "fraction": p.fraction}
 
+    def apply_retention(self, actor: str | None, *, keep_versions: int | None = None,
+                        keep_days: float | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """The lake's retention now (an admin's request, or the scheduler's chore)."""
+        return apply_retention(self.engine.store, policy_from(self.settings, keep_versions, keep_days),
+                               actor=actor, dry_run=dry_run)
+
     def _job_ended(self, job: dict[str, Any]) -> None:
         self.notifier.job_ended(job)
         self.scheduler.job_ended(job)
@@ -196,6 +203,9 @@ def build_service(settings: Settings, cookie_key: str | None = None) -> Service:
     schedules = ScheduleStore(engine.store)
     scheduler = Scheduler(schedules, syncs.start, failure_limit=settings.schedule_failure_limit)
     service = Service(settings, engine, syncs, LoginThrottle(auth_db), tokens, notifier, schedules, scheduler)
+    if store.is_lake and settings.lake_retention_cron:
+        scheduler.chores.append(Chore("lake retention", settings.lake_retention_cron,
+                            lambda: service.apply_retention(SCHEDULER_USER)))
     engine.on_job_end = service._job_ended
     scheduler.on_pause = service._schedule_paused
     return service

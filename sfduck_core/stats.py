@@ -38,6 +38,7 @@ class SyncStats:
     late_rows: int | None = None  # committed below the watermark, caught by delete detection
     duplicate_keys_in_change_set: int | None = None
     full_load: bool | None = None
+    restored_from: dict[str, Any] | None = None  # a restore: the sync (and snapshot) whose version came back
     duration_s: float | None = None
     transfer: TransferResult = field(default_factory=TransferResult)
 

@@ -391,6 +391,17 @@ class Registration:
         }
 
 
+@dataclass(frozen=True)
+class LakeSnapshot:
+    snapshot_id: int
+    snapshot_time: dt.datetime
+    table_id: str | None  # the table whose sync committed it; None: bookkeeping (job rows, registrations)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime | dt.date) else value
 
@@ -1019,23 +1030,40 @@ class Store:
 
     # --- lake retention --------------------------------------------------------------------
 
-    def lake_retention(self, keep: dt.timedelta, orphan_grace: dt.timedelta = dt.timedelta(hours=6)
-                       ) -> dict[str, int]:
-        """DuckLake's maintenance: expire snapshots older than `keep` (those versions can no longer
-        be previewed), delete the files only they used, and delete files no snapshot knows (left by
-        syncs killed mid-load) once older than `orphan_grace` - never younger, for a running sync's
-        files are unknown to every snapshot until it commits (SFDUCK_SYNC_TIMEOUT bounds a sync)."""
-        if not self.is_lake:
-            raise SfduckError("Retention applies to a DuckLake target (SFDUCK_TARGET=ducklake:...).")
-        if keep < dt.timedelta(0) or orphan_grace < dt.timedelta(hours=1):
-            raise SfduckError("Keep snapshots for a positive time, and orphaned files for an hour at least.")
+    def lake_snapshots(self) -> list[LakeSnapshot]:
+        """Every snapshot of the lake, oldest first, with the table whose sync committed it."""
+        self.require_lake("Retention")
+        with self.connect(read_only=True) as con:
+            rows = con.execute(f"SELECT snapshot_id, snapshot_time FROM {LAKE_ALIAS}.snapshots() ORDER BY 1"
+                               ).fetchall()
+            by_sync = self._job_snapshots(con)
+            tables = dict(con.execute(f"SELECT sync_id, table_id FROM {META}.sync_jobs WHERE list_contains(?, sync_id)",
+                                      [list(by_sync)]).fetchall()) if by_sync else {}
+        table_of = {snapshot: tables.get(sync_id) for sync_id, snapshot in by_sync.items()}
+        return [LakeSnapshot(int(sid), _aware(at), table_of.get(int(sid))) for sid, at in rows]
+
+    def expire_lake_snapshots(self, snapshot_ids: Sequence[int],
+                              orphan_grace: dt.timedelta = dt.timedelta(hours=6)) -> dict[str, int]:
+        """DuckLake's own maintenance: expire these snapshots (their versions can no longer be
+        read), delete the files only they used, and delete files no snapshot knows (left by syncs
+        killed mid-load) once older than `orphan_grace` - never younger, for a running sync's files
+        are unknown to every snapshot until it commits (SFDUCK_SYNC_TIMEOUT bounds a sync)."""
+        self.require_lake("Retention")
+        if orphan_grace < dt.timedelta(hours=1):
+            raise SfduckError("Keep orphaned files for an hour at least: a running sync's files are orphans "
+                              "until it commits.")
         with self.connect() as con:
-            expired = con.execute("CALL ducklake_expire_snapshots(?, older_than => ?)",
-                                  [LAKE_ALIAS, now() - keep]).fetchall()
+            expired = con.execute("CALL ducklake_expire_snapshots(?, versions => ?)",
+                                  [LAKE_ALIAS, [int(i) for i in snapshot_ids]]).fetchall() if snapshot_ids else []
             old_files = con.execute("CALL ducklake_cleanup_old_files(?, cleanup_all => true)", [LAKE_ALIAS]).fetchall()
             orphans = con.execute("CALL ducklake_delete_orphaned_files(?, older_than => ?)",
                                   [LAKE_ALIAS, now() - orphan_grace]).fetchall()
         return {"snapshots_expired": len(expired), "files_deleted": len(old_files), "orphans_deleted": len(orphans)}
+
+    def require_lake(self, what: str) -> None:
+        if not self.is_lake:
+            raise SfduckError(f"{what} applies to a DuckLake target (SFDUCK_TARGET=ducklake:...); a DuckDB file "
+                              "keeps only the current version of each table.")
 
     # --- synced tables ---------------------------------------------------------------------
 

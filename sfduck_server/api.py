@@ -250,6 +250,18 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
         """Ask a running sync to stop; it ends `cancelled` within seconds, its table unchanged."""
         return _with_progress(svc, svc.engine.cancel(sync_id))
 
+    @api.post("/sync/restore", response_model=s.JobOut, tags=["sync"])
+    def restore(body: s.RestoreIn, svc: Svc, who: Admin) -> dict[str, Any]:
+        """Bring a table back to the version an earlier sync left (a DuckLake target); a job of its own."""
+        return _with_progress(svc, svc.engine.restore(body.schema_name, body.table_name, body.sync_id,
+                                                      trigger=body.trigger, started_by=who.username))
+
+    @api.post("/lake/retention", response_model=s.RetentionOut, tags=["lake"])
+    def retention(body: s.RetentionIn, svc: Svc, who: Admin) -> dict[str, Any]:
+        """Expire the lake's versions no rule keeps and delete the files nothing uses any more."""
+        return svc.apply_retention(who.username, keep_versions=body.keep_versions, keep_days=body.keep_days,
+                                   dry_run=body.dry_run)
+
     # --- schedules -------------------------------------------------------------------------------
 
     @api.get("/schedules", response_model=list[s.ScheduleOut], tags=["schedules"])

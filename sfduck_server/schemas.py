@@ -173,3 +173,28 @@ class ScheduleOut(BaseModel):
     updated_by: str | None
     updated_at: str | None
     when: str
+
+
+class RestoreIn(Strict):
+    table_name: str = Name
+    schema_name: str = Name
+    sync_id: str = Field(min_length=1, max_length=64, description="the earlier sync whose version comes back")
+    trigger: Literal["api", "cli"] = Field(default="api", description="cli: the sfduck command with --server")
+
+
+class RetentionIn(Strict):
+    keep_versions: int | None = Field(default=None, ge=1, le=1_000_000,
+                                      description="the last K versions of each table (default: the server's)")
+    keep_days: float | None = Field(default=None, gt=0, le=100_000,
+                                    description="every snapshot of the last N days (default: the server's)")
+    dry_run: bool = False
+
+
+class RetentionOut(BaseModel):
+    policy: str
+    snapshots: int
+    snapshots_to_expire: list[int]
+    dry_run: bool
+    snapshots_expired: int | None = None
+    files_deleted: int | None = None
+    orphans_deleted: int | None = None

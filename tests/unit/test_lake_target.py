@@ -161,6 +161,8 @@ def test_an_unreachable_postgres_catalog_fails_without_its_password(tmp_path: Pa
 def test_retention_expires_old_versions_and_keeps_the_current_one(tmp_path: Path) -> None:
     import datetime as dt
 
+    from sfduck_core.retention import RetentionPolicy, apply_retention
+
     target = parse_target(f"ducklake:sqlite:{tmp_path / 'c.sqlite'}", str(tmp_path / "d"), Path)
     store = Store(tmp_path / "unused.duckdb", target=target)
     for rows in (1000, 2000, 3000):
@@ -168,10 +170,13 @@ def test_retention_expires_old_versions_and_keeps_the_current_one(tmp_path: Path
             con.execute(f'CREATE OR REPLACE TABLE "T" AS SELECT range AS id FROM range({rows})')
     files = lambda: sorted((tmp_path / "d").rglob("*.parquet"))  # noqa: E731
     assert len(files()) == 3
-    assert store.lake_retention(dt.timedelta(days=7))["files_deleted"] == 0  # nothing that old yet
-    done = store.lake_retention(dt.timedelta(0))
+    week = RetentionPolicy(keep_versions=None, keep_days=7)
+    assert apply_retention(store, week)["files_deleted"] == 0  # nothing that old yet
+    done = apply_retention(store, week, moment=dt.datetime.now(dt.UTC) + dt.timedelta(days=8))
     assert done["snapshots_expired"] > 0 and done["files_deleted"] == 2 and len(files()) == 1
     with store.connect() as con:
         assert con.execute('SELECT count(*) FROM "T"').fetchone()[0] == 3000
     with pytest.raises(Exception, match="an hour at least"):
-        store.lake_retention(dt.timedelta(0), orphan_grace=dt.timedelta(0))
+        store.expire_lake_snapshots([], orphan_grace=dt.timedelta(0))
+    with pytest.raises(Exception, match="applies to a DuckLake target"):
+        Store(tmp_path / "file.duckdb").lake_snapshots()
