@@ -13,6 +13,7 @@ from sfduck_core.preview import (
     QUERY_TIMEOUT_S,
     cached_summary,
     first_rows,
+    open_elsewhere,
     row_count,
     run_read_only_query,
     starter_query,
@@ -38,12 +39,29 @@ schema, table = by_label[label]
 
 status = load_or_stop("reading the sync status", store.sync_status, schema, table) or {}
 versions = load_or_stop("listing the table's versions", sync_versions, store, schema, table)
-snapshot_id = None
+as_of = None  # the earlier sync whose version is shown, or None: the table now
 if versions:  # a DuckLake keeps every sync's version
-    labels = {"now": None, **{f"after the sync of {job['completed_at'][:19].replace('T', ' ')} UTC "
-                              f"(snapshot {job['stats']['snapshot_id']})": job["stats"]["snapshot_id"]
-                              for job in versions}}
-    snapshot_id = labels[st.selectbox("As of", list(labels), key="preview_as_of")]
+    labels = {"now": None, **{f"after the {job['strategy']} of {job['completed_at'][:19].replace('T', ' ')} UTC "
+                              f"(snapshot {job['stats']['snapshot_id']})": job for job in versions}}
+    as_of = labels[st.selectbox("As of", list(labels), key="preview_as_of")]
+snapshot_id = as_of["stats"]["snapshot_id"] if as_of else None
+if as_of is not None and viewer.is_admin:
+    with st.form("restore_form"):
+        st.caption("Make this version the table's current one again: a restore job, recorded in the history "
+                   "(the current version stays readable here as an earlier one). The next incremental sync "
+                   "fetches what changed in Snowflake since this version.")
+        confirmed = st.checkbox(f"Restore {label} to this version")
+        restore = st.form_submit_button("Restore this version", icon=":material/history:")
+    if restore and not confirmed:
+        st.warning("Tick the box to confirm the restore.")
+    elif restore:
+        with user_errors("restoring the table"), st.spinner("Restoring..."):
+            job = ctx.engine.restore(schema, table, as_of["sync_id"], trigger="dashboard",
+                                     started_by=viewer.username)
+            st.success(f"Restored {label} to the version of sync {as_of['sync_id']} "
+                       f"({job['stats']['rows_processed']:,} rows; restore job {job['sync_id']}).")
+            status = store.sync_status(schema, table) or {}
+            snapshot_id = None  # show what the table is now
 count = load_or_stop("counting rows", row_count, store, schema, table, snapshot_id)
 metrics = st.columns(3)
 metrics[0].metric("Rows in DuckDB", f"{count:,}")
@@ -54,7 +72,8 @@ last_success = status.get("last_success_at")
 st.caption(f"Last successful sync: {last_success[:19].replace('T', ' ')} UTC" if last_success
            else "No successful sync recorded.")
 
-rows_tab, summary_tab, status_tab, sql_tab = st.tabs(["First rows", "Summary", "Sync status", "SQL"])
+rows_tab, summary_tab, status_tab, sql_tab, elsewhere_tab = st.tabs(
+    ["First rows", "Summary", "Sync status", "SQL", "Open in your own DuckDB"])
 with rows_tab:
     st.caption(f"The first {PREVIEW_ROWS} rows.")
     st.dataframe(load_or_stop("reading the first rows", first_rows, store, schema, table, snapshot_id=snapshot_id),
@@ -94,3 +113,8 @@ with sql_tab:
                                     icon=":material/download:")
             parquet_col.download_button("Download Parquet", to_parquet_bytes(result.table), "sfduck_query.parquet",
                                         "application/vnd.apache.parquet", icon=":material/download:")
+with elsewhere_tab:
+    snippet = open_elsewhere(ctx.settings.storage, schema, table)
+    st.caption(snippet["note"])
+    st.code(snippet["sql"], language="sql")
+    st.code(snippet["python"], language="python")

@@ -44,6 +44,10 @@ class Viewer:
     def role_label(self) -> str:
         return ", ".join(self.roles)
 
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.roles
+
 
 def user_directory(ctx: AppContext) -> UserDirectory:
     """The users file (re-read when it changes); a bad or unsafe file stops the app with the reason."""
