@@ -133,6 +133,7 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 LAKE_ALIAS = "sfduck_lake"
+META_INLINING_ROWS = 10  # DuckLake's default: inserts of fewer rows live in the catalog, not in files
 COMMIT_AUTHOR = "sfduck"  # the author of the lake snapshots that complete a sync
 # DuckDB extensions come from pip packages built for exactly this duckdb version and are loaded
 # from their files, offline: nothing is ever downloaded at run time.
@@ -223,6 +224,33 @@ def _sqlite_wal(catalog: Path) -> None:
     _WAL_CATALOGS.add(key)
 
 
+# The advisory lock that gives sfduck's writers to one PostgreSQL-catalog lake their turns, on any
+# machine: (a constant of sfduck's own, the lake's data path) in PostgreSQL's two-key form.
+_PG_LOCK_CLASS = 0x5FD0C
+_PG_LOCK_KEY = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
+
+
+@contextlib.contextmanager
+def _postgres_writer_turn(target: Target, deadline: float, busy: StoreBusyError) -> Iterator[None]:
+    """Hold a session-level advisory lock of the catalog database while writing: every sfduck
+    process on every machine then takes turns on the lake's sfduck_meta (see _lake_writer). The
+    lock belongs to this connection, so it ends with it, even when the process dies."""
+    import psycopg  # only a PostgreSQL-catalog lake needs it
+
+    try:
+        pg = psycopg.connect(target.catalog_location, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise StoreBusyError(f"Could not open the {target.describe()}: {target.redact(str(exc))}") from None
+    with contextlib.closing(pg):
+        delay = 0.02
+        while not pg.execute(_PG_LOCK_KEY, [_PG_LOCK_CLASS, target.data_path or ""]).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                raise busy
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        yield
+
+
 # The standard AWS variables -> the options of DuckDB's S3 secret (httpfs reads no environment).
 _S3_SECRET_OPTIONS = (("AWS_ACCESS_KEY_ID", "KEY_ID"), ("AWS_SECRET_ACCESS_KEY", "SECRET"),
                       ("AWS_SESSION_TOKEN", "SESSION_TOKEN"), ("AWS_REGION", "REGION"),
@@ -257,12 +285,24 @@ def in_lake(con: duckdb.DuckDBPyConnection) -> bool:
     return con.execute("SELECT current_database()").fetchone()[0] == LAKE_ALIAS
 
 
+# What a lake's Parquet files cannot hold as DuckDB does, and what holds the same values there
+# (measured on duckdb 1.5.5 with ducklake): DuckDB's Parquet writer turns HUGEINT into DOUBLE
+# (170141183460469231731687303715884105727 came back as 1.7014118346046923e+38, then failed to
+# read), while DECIMAL(38,0) keeps every NUMBER(38,0) exactly; it has no nanosecond TIME at all
+# ("Unsupported type TIME_NS in Parquet writer", an abort of the process), so TIME(7-9) keeps
+# microseconds in a lake - the one value a lake stores less exactly than a DuckDB file.
+_LAKE_TYPES = {"HUGEINT": "DECIMAL(38,0)", "TIME_NS": "TIME"}
+
+
 def storage_type(con: duckdb.DuckDBPyConnection, duck_type: str) -> str:
-    """The column type as the storage holds it: DuckLake has no fixed-size arrays (VECTOR(FLOAT, n)
-    maps to FLOAT[n]) and keeps them as lists, FLOAT[]; DuckDB casts one into the other."""
-    if _FIXED_ARRAY.search(duck_type) and in_lake(con):
+    """The column type as the storage holds it. In a lake: see _LAKE_TYPES, and DuckLake has no
+    fixed-size arrays (VECTOR(FLOAT, n) maps to FLOAT[n]): they are lists, FLOAT[]; DuckDB casts
+    one into the other."""
+    if not in_lake(con):
+        return duck_type
+    if _FIXED_ARRAY.search(duck_type):
         return _FIXED_ARRAY.sub("[]", duck_type)
-    return duck_type
+    return _LAKE_TYPES.get(duck_type.upper(), duck_type)
 
 
 def lake_statement(sql: str) -> str | None:
@@ -475,8 +515,9 @@ class Store:
 
     @contextlib.contextmanager
     def _lake_writer(self) -> Iterator[None]:
-        """One sfduck writer at a time per lake (threads of this process, then processes of this
-        machine through a lock file beside a SQLite catalog, waiting up to SFDUCK_LOCK_TIMEOUT).
+        """One sfduck writer at a time per lake (threads of this process, then other processes,
+        waiting up to SFDUCK_LOCK_TIMEOUT: through a lock file beside a SQLite catalog on this
+        machine, through an advisory lock of a PostgreSQL catalog on any machine).
 
         DuckLake settles concurrent commits optimistically, but sfduck's commits all update
         sfduck_meta, and two at once on a SQLite catalog fail ("database is locked", measured with
@@ -484,15 +525,19 @@ class Store:
         key = self.target.attach_uri
         with _migrate_lock:
             in_process = _LAKE_WRITERS.setdefault(key, threading.Lock())
-        deadline = time.monotonic() + self.lock_timeout_s
         busy = StoreBusyError(f"The {self.target.describe()} is being written by another sfduck sync; waited "
                               f"{self.lock_timeout_s:.0f} s. Try again when it has finished.")
         # Threads of this process queue (a file lets them write at once): each holder is a live
         # operation of ours, bounded by its own time limit; other processes wait a bounded time.
         if not in_process.acquire(timeout=max(self.lock_timeout_s, IN_PROCESS_WRITER_WAIT_S)):
             raise busy
+        deadline = time.monotonic() + self.lock_timeout_s
         fd = None
         try:
+            if self.target.catalog == "postgres":
+                with _postgres_writer_turn(self.target, deadline, busy):
+                    yield
+                return
             if self.target.catalog == "sqlite":
                 lock_file = Path(self.target.catalog_location + ".sfduck-writer")
                 private_dir(lock_file.parent)
@@ -612,6 +657,14 @@ class Store:
                 except Exception:
                     con.execute("ROLLBACK")
                     raise
+            if self.target.catalog == "postgres":
+                # DuckLake inlines inserts of a few rows into catalog tables of the catalog's own
+                # types, and PostgreSQL has none for some of ours (TIME_NS: the commit of a 5-row
+                # table failed, measured): synced tables always go to Parquet files. sfduck_meta
+                # (plain types, many tiny writes) stays inlined.
+                con.execute(f"CALL {LAKE_ALIAS}.set_option('data_inlining_row_limit', 0)")
+                con.execute(f"CALL {LAKE_ALIAS}.set_option('data_inlining_row_limit', ?, schema => ?)",
+                            [META_INLINING_ROWS, META])
             _migrated.add(key)
 
     def _where(self) -> str:

@@ -16,9 +16,11 @@ import pytest
 
 from sfduck_core.config import Settings, parse_target
 from sfduck_core.engine import SyncEngine, SyncRequest
+from sfduck_core.errors import StoreBusyError
 from sfduck_core.preview import first_rows, row_count, sync_versions
 from sfduck_core.progress import SyncProgress
 from sfduck_emulator.settings import EmulatorSettings
+from tests.integration.conftest import env_for
 from tests.integration.pg_cluster import postgres_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,11 +162,22 @@ def test_readers_never_wait_and_see_whole_versions(engine: SyncEngine, sf, emula
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     with postgres_cluster() as dsn:
         if dsn is None:
             pytest.skip("PostgreSQL is not installed here (apt-get install postgresql)")
         yield dsn
+
+
+@pytest.fixture
+def postgres(postgres_server: str) -> str:
+    """A database of its own on the module's cluster (a lake's catalog remembers its data path)."""
+    import psycopg
+
+    name = f"lake_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as pg:
+        pg.execute(f"CREATE DATABASE {name}")
+    return postgres_server.replace("dbname=postgres", f"dbname={name}")
 
 
 def test_a_postgres_catalog_lake_syncs_like_the_others(postgres: str, emulator: EmulatorSettings,
@@ -180,3 +193,48 @@ def test_a_postgres_catalog_lake_syncs_like_the_others(postgres: str, emulator: 
     with engine.store.connect() as con:
         assert con.execute(f'SELECT count(*) FROM "{schema}"."ORDERS"').fetchone()[0] == first["stats"]["rows_processed"]
     assert "password" not in engine.settings.describe()
+
+
+HOLD_THE_LAKE = """
+import sys
+from pathlib import Path
+from sfduck_core.config import parse_target
+from sfduck_core.store import Store
+target = parse_target(sys.argv[1], sys.argv[2], Path)
+with Store(Path(sys.argv[3]), target=target)._lake_writer():
+    print("HOLDING", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_writers_on_other_machines_take_turns_on_a_postgres_catalog(postgres: str, emulator: EmulatorSettings,
+                                                                     settings: Settings, tmp_path: Path) -> None:
+    """Another sfduck process (on any machine: the turn is an advisory lock of the catalog database)
+    holds the lake: a write here waits its bounded time, then says so and changes nothing; once
+    the other is done (or dies: the lock belongs to its connection), the write goes through."""
+    uri, data = f"ducklake:postgres:{postgres}", str(tmp_path / "pg-turns-data")
+    engine = SyncEngine(dataclasses.replace(settings, target=parse_target(uri, data, Path), lock_timeout_s=1.0))
+    schema = emulator.schema
+    engine.register(schema, "ORDERS")
+    other = subprocess.Popen([sys.executable, "-c", HOLD_THE_LAKE, uri, data, str(tmp_path / "unused.duckdb")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=ROOT)
+    try:
+        assert other.stdout.readline().strip() == "HOLDING", other.stderr.read()
+        with pytest.raises(StoreBusyError, match="being written by another sfduck sync; waited 1 s"):
+            engine.register(schema, "ALL_TYPES")
+        assert engine.store.get_registration(schema, "ALL_TYPES") is None  # reads never wait
+    finally:
+        other.kill()  # dies holding the turn: its connection, and so its lock, goes with it
+        other.wait()
+    assert engine.register(schema, "ALL_TYPES").status == "active"
+
+    # two processes syncing different tables into one PostgreSQL lake at once both complete
+    env = {**env_for(emulator, tmp_path), "SFDUCK_TARGET": uri, "SFDUCK_LAKE_DATA_PATH": data,
+           "SFDUCK_LOCK_TIMEOUT": "120"}
+    syncs = [subprocess.Popen([sys.executable, "-m", "sfduck_core", "sync", schema, table], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for table in ("ORDERS", "ALL_TYPES")]
+    outcomes = [(proc.wait(timeout=300), proc.communicate()) for proc in syncs]
+    assert [code for code, _ in outcomes] == [0, 0], "\n".join(err for _, (_, err) in outcomes)
+    assert {json.loads(out)["status"] for _, (out, _) in outcomes} == {"completed"}

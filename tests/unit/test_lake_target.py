@@ -130,6 +130,49 @@ def test_the_sql_box_attaches_a_lake_read_only_and_reaches_no_other_file(tmp_pat
         run_read_only_query(target, 'DELETE FROM "S"."T"')
 
 
+@pytest.mark.parametrize("catalog", ["sqlite", "postgres"])
+def test_every_mapped_type_keeps_its_values_in_a_lakes_parquet_files(tmp_path: Path, catalog: str) -> None:
+    """More rows than DuckLake inlines into its catalog (10), so the values go through Parquet files:
+    NUMBER(38,0) at its extremes exactly (DuckDB's Parquet writer would make a HUGEINT a DOUBLE),
+    TIME(9) rounded to microseconds (it has no nanosecond TIME), and a drift check sees no change of type."""
+    from sfduck_core.incremental import apply_drift
+    from sfduck_core.typemap import plan_columns
+
+    if catalog == "postgres":
+        pytest.importorskip("psycopg")
+        from tests.integration.pg_cluster import postgres_cluster
+        cluster = postgres_cluster()
+        dsn = cluster.__enter__()
+        if dsn is None:
+            pytest.skip("PostgreSQL is not installed here")
+        location = dsn
+    else:
+        cluster, location = None, str(tmp_path / "c.sqlite")
+    try:
+        target = parse_target(f"ducklake:{catalog}:{location}", str(tmp_path / "d"), Path)
+        plans = plan_columns([("ID", "NUMBER(38,0)"), ("N", "NUMBER(38,10)"), ("T", "TIME(9)"),
+                              ("TS", "TIMESTAMP_NTZ(9)"), ("TZ", "TIMESTAMP_TZ(9)"), ("J", "VARIANT")])
+        big = "99999999999999999999999999999999999999"
+        with Store(tmp_path / "unused.duckdb", target=target).connect() as con:
+            Store.create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in plans])
+            con.execute(f"""INSERT INTO "S"."T" SELECT CASE WHEN range % 2 = 0 THEN {big}::HUGEINT - range
+                            ELSE -{big}::HUGEINT + range END, 1234567890123456789012345678.0123456789,
+                            TIME_NS '23:59:59.123456789', TIMESTAMP_NS '2024-02-29 12:00:00.123456789',
+                            TIMESTAMPTZ '2024-02-29 12:00:00.123456+00', '{{"a": [1, 2]}}'::JSON
+                            FROM range(50)""")
+            assert list(Path(tmp_path / "d").rglob("*.parquet"))  # in a file, not inlined
+            rows = con.execute('SELECT ID::VARCHAR, N::VARCHAR, T::VARCHAR, TS::VARCHAR, J::VARCHAR '
+                               'FROM "S"."T" ORDER BY ID DESC LIMIT 2').fetchall()
+            assert rows[0] == (big, "1234567890123456789012345678.0123456789", "23:59:59.123457",
+                               "2024-02-29 12:00:00.123456789", '{"a": [1, 2]}')
+            assert rows[1][0] == str(int(big) - 2)
+            assert con.execute('SELECT min(ID)::VARCHAR FROM "S"."T"').fetchone()[0] == str(-int(big) + 1)
+            assert apply_drift(con, "S", "T", plans).as_dict()["types_widened"] == []
+    finally:
+        if cluster is not None:
+            cluster.__exit__(None, None, None)
+
+
 def test_fixed_size_arrays_are_lists_in_a_lake_and_unchanged_in_a_file(tmp_path: Path) -> None:
     """DuckLake has no FLOAT[n] (Snowflake's VECTOR): the lake keeps a list, and schema drift sees
     no change of type on the next incremental sync."""
