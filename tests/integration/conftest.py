@@ -51,10 +51,21 @@ def lake_target(tmp_path: Path) -> Target:
     return parse_target(env["SFDUCK_TARGET"], env["SFDUCK_LAKE_DATA_PATH"], Path)
 
 
-@pytest.fixture(params=TARGETS)
-def target_kind(request: pytest.FixtureRequest) -> str:
-    """Every test that syncs runs against a DuckDB file and against a DuckLake."""
-    return request.param
+# The modules whose tests run against a DuckDB file and again against a DuckLake: syncing, merging,
+# the command line, crashes and the API. The rest (scheduling, the live server, the emulator, API
+# fuzzing...) do not depend on the target and run on the file; test_lake* run on lakes only.
+BOTH_TARGETS = {"test_sync.py", "test_incremental.py", "test_cli.py", "test_cancel_and_outages.py", "test_api.py"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target_kind" in metafunc.fixturenames and metafunc.definition.path.name in BOTH_TARGETS:
+        metafunc.parametrize("target_kind", TARGETS)
+
+
+@pytest.fixture
+def target_kind() -> str:
+    """A DuckDB file, unless the module is one of BOTH_TARGETS (or says otherwise)."""
+    return "file"
 
 
 @pytest.fixture
