@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from sfduck_core.config import Settings, SnowflakeSettings
+from sfduck_core.config import Settings, SnowflakeSettings, Target
 from sfduck_core.errors import SfduckError, SourceError
 from sfduck_core.source import SnowflakeSource, SourceColumn, TableDescription
 from sfduck_core.sqlident import qualified, quote_ident
@@ -267,8 +267,18 @@ def check_settings(settings: Settings) -> Check:
     mode = "demo (embedded emulator)" if settings.demo else f"account {settings.snowflake.account}"
     places: dict[str, int] = {}
     problems = []
-    for label, path, folder in (("DuckDB file", settings.duckdb_path, settings.duckdb_path.parent),
-                                ("downloads", settings.data_dir, settings.data_dir)):
+    target = settings.storage
+    folders = [("downloads", settings.data_dir, settings.data_dir)]
+    if not target.is_lake:
+        folders.insert(0, ("DuckDB file", settings.duckdb_path, settings.duckdb_path.parent))
+    else:
+        if target.data_path and "://" not in target.data_path:
+            folders.insert(0, ("lake data", target.data_path, Path(target.data_path)))
+        if target.catalog == "sqlite":
+            folders.insert(0, ("lake catalog", target.catalog_location, Path(target.catalog_location).parent))
+        else:
+            problems.extend(_unreachable_catalog(target))
+    for label, path, folder in folders:
         existing = existing_parent(folder)
         places[f"{label} {path}"] = shutil.disk_usage(existing).free
         if not os.access(existing, os.W_OK):
@@ -277,13 +287,14 @@ def check_settings(settings: Settings) -> Check:
     if key_file and not os.access(key_file, os.R_OK):
         problems.append(f"SNOWFLAKE_PRIVATE_KEY_FILE {key_file} cannot be read")
     free_text = ", ".join(f"{where} ({human_bytes(free)} free)" for where, free in places.items())
-    found = f"mode {mode}; {origins}; {free_text}"
+    found = f"mode {mode}; {origins}; target {target.describe()}; {free_text}"
     details = {"mode": "demo" if settings.demo else "account", "sources": grouped,
                "duckdb_path": str(settings.duckdb_path), "data_dir": str(settings.data_dir),
                "free_bytes": places}
     if problems:
         return Check("settings", FAIL, f"{found}; {'; '.join(problems)}",
-                     "Point SFDUCK_DUCKDB_PATH and SFDUCK_DATA_DIR at folders this user can write, and "
+                     "Point SFDUCK_DUCKDB_PATH (or SFDUCK_TARGET and SFDUCK_LAKE_DATA_PATH) and SFDUCK_DATA_DIR at "
+                     "folders this user can write, a PostgreSQL catalog at a server it can reach, and "
                      "SNOWFLAKE_PRIVATE_KEY_FILE (if set) at a key file it can read.",
                      details, clock.seconds)
     if min(places.values()) < LOW_FREE_SPACE:
@@ -292,6 +303,17 @@ def check_settings(settings: Settings) -> Check:
                      "new DuckDB copy. Free some space or point SFDUCK_DATA_DIR / SFDUCK_DUCKDB_PATH at a larger disk.",
                      details, clock.seconds)
     return Check("settings", PASS, found, None, details, clock.seconds)
+
+
+def _unreachable_catalog(target: Target) -> list[str]:
+    """A PostgreSQL catalog that cannot be reached (it is only connected to: nothing is created)."""
+    import psycopg
+
+    try:
+        psycopg.connect(target.catalog_location, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        return [f"the lake's PostgreSQL catalog cannot be reached: {target.redact(str(exc)).strip()}"]
+    return []
 
 
 def auth_method(sf: SnowflakeSettings) -> str:

@@ -55,6 +55,24 @@ def test_storage_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert unwritable.status == FAIL and "not writable" in unwritable.found
 
 
+def test_a_lake_target_is_checked_where_it_lives(tmp_path: Path) -> None:
+    """The lake's catalog folder and data folder instead of the unused DuckDB file; a PostgreSQL
+    catalog that cannot be reached fails, its password never shown, and nothing is created."""
+    paths = {"dotenv_path": tmp_path / "none", "secrets_path": tmp_path / "none.toml"}
+    lake = load_settings(env={"SFDUCK_TARGET": f"ducklake:sqlite:{tmp_path / 'lake' / 'c.sqlite'}",
+                              "SFDUCK_LAKE_DATA_PATH": str(tmp_path / "lake" / "data")}, **paths)
+    check = check_settings(lake)
+    assert check.status in (PASS, WARN) and "target DuckLake (sqlite catalog" in check.found
+    assert "lake catalog" in check.found and "lake data" in check.found and "DuckDB file" not in check.found
+    closed = load_settings(env={"SFDUCK_TARGET": "ducklake:postgres:host=127.0.0.1 port=1 dbname=x user=u "
+                                                 "password=pg-secret-1", "SFDUCK_LAKE_DATA_PATH": str(tmp_path / "d")},
+                           **paths)
+    check = check_settings(closed)
+    assert check.status == FAIL and "PostgreSQL catalog cannot be reached" in check.found
+    assert "pg-secret-1" not in check.found + str(check.as_dict())
+    assert not (tmp_path / "lake").exists() and not (tmp_path / "d").exists()
+
+
 def test_report_lines_and_exit_rule() -> None:
     report = DoctorReport([Check("settings", PASS, "fine", "never shown"), Check("rights", WARN, "arrow", "grant it"),
                            Check("login", FAIL, "refused", "check the password")])
