@@ -42,7 +42,7 @@ THIS = Path(__file__).resolve()
 SCHEMA, TABLE = "BENCH", "fact"  # as worker.py names them
 AIM = 1.25  # issue 11: the lake within 1.25x of the file for scenarios 1 and 2
 READ_INTERVAL_S = 0.05
-IDLE_BEFORE_S = 1.0  # reads before the sync starts: the reader's latency with no writer
+IDLE_BEFORE_S = 3.0  # reads before the sync starts: the reader's latency with no writer
 VERSIONS = ("duckdb", "duckdb_extension_ducklake", "duckdb_extension_sqlite_scanner", "pyarrow", "numpy")
 _LOCK = re.compile(r"lock", re.IGNORECASE)
 
@@ -147,7 +147,7 @@ class ReaderRow:
         return (f"| {self.label} | {len(self.during)} ({', '.join(map(str, self.reads_per_run))}) | "
                 f"{len(ok)} | {refused}{refusal_note} | {other} | {fmt(percentile(ok, 50))} | "
                 f"{fmt(percentile(ok, 95))} | {fmt(max(ok) if ok else 0)} | "
-                f"{percentile(idle, 50):,.0f} / {max(idle) if idle else float('nan'):,.0f} | {slow} | "
+                f"{percentile(idle, 50):,.0f} / {max(idle) if idle else float('nan'):,.0f} ({len(idle)}) | {slow} | "
                 f"{max(self.open_s):.2f} s | {'yes' if not self.wrong else f'NO ({self.wrong} reads)'} |")
 
 
@@ -328,13 +328,14 @@ class LakeBench:
             "1's sync runs in its own process. A read counts as *during* the sync when it overlaps the sync's "
             "time from opening the target to closing it (both processes read CLOCK_MONOTONIC). Latency = the "
             "read's wall time (opening the file or attaching the lake included where it is per read) of the "
-            "reads that returned rows; *idle* = the reads in the second before the sync began. The file cannot "
+            f"reads that returned rows (nearest rank: with fewer than 20 reads, p95 is the max); *idle* = the reads "
+            f"in the {IDLE_BEFORE_S:.0f} s before the sync began. The file cannot "
             "be held by a reader without stopping syncs, so its reader opens it per read; a lake reader can "
             "stay attached. The sync's time to open the target includes, for the file, waiting while the reader "
             "holds it (sfduck retries), for the lake loading the extensions and attaching. Reads, refusals and "
             "latencies pooled over all repetitions.", "",
             "| target / reader | reads during sync (per run) | answered | refused (lock) | other errors | "
-            "p50 ms | p95 ms | max ms | idle p50 / max ms | sync with reader (median) | the sync's time to open "
+            "p50 ms | p95 ms | max ms | idle p50 / max ms (reads) | sync with reader (median) | the sync's time to open "
             "the target (max) | every answer a whole version |",
             "|" + "---|" * 12,
         ]
@@ -342,9 +343,16 @@ class LakeBench:
             if row.sync_s:
                 lines.append(row.markdown_row(alone["file" if row is self.s3[0] else "lake"]))
         lines += ["", "Load average (1/5/15 min) during this scenario: " + "; ".join(self.s3_load)]
-        errors = sorted({x["error"] for row in self.s3 for x in row.during if "error" in x})
+        errors = sorted({re.sub(r"\d+", "N", x["error"].replace(str(self.work), "<work>"))
+                         for row in self.s3 for x in row.during if "error" in x})
         if errors:
-            lines += ["", "Errors seen: " + "; ".join(f"`{e}`" for e in errors[:5])]
+            lines += ["", "Errors seen (numbers as N): " + "; ".join(f"`{e}`" for e in errors[:5])]
+        file = self.s3[0] if self.s3 and self.s3[0].open_s else None
+        if file and max(file.open_s) > 1.0:
+            lines += ["", f"A reader polling the file delays the sync itself: sfduck's writer retries while the reader "
+                      f"holds the file and waited up to {max(file.open_s):.1f} s (runs: "
+                      f"{', '.join(f'{x:.1f}' for x in file.open_s)} s) before it could open it; past "
+                      "SFDUCK_LOCK_TIMEOUT (30 s by default) the sync fails. Lake readers never delay the writer."]
         return "\n".join(lines) + "\n"
 
     def aims(self) -> tuple[str, bool]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfduck_core.authdb import AUTH_DB_FILE, AuthDatabase
-from sfduck_core.background import BackgroundSync, BackgroundSyncs
+from sfduck_core.background import BackgroundSyncs
 from sfduck_core.config import Settings, load_settings
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SfduckError
@@ -116,16 +116,13 @@ class Service:
 
     # --- syncs ---------------------------------------------------------------------------------
 
-    def start_sync(self, request: SyncRequest) -> BackgroundSync:
-        return self.syncs.start(request)
-
     def start_all(self, strategy: str, trigger: str, started_by: str | None) -> list[dict[str, Any]]:
         """Start a sync of every registered table; each entry says started (with its id) or why not."""
         outcomes: list[dict[str, Any]] = []
         for reg in self.engine.store.list_registrations():
             entry: dict[str, Any] = {"schema_name": reg.schema_name, "table_name": reg.table_name}
             try:
-                bg = self.start_sync(SyncRequest(reg.schema_name, reg.table_name, strategy=strategy,
+                bg = self.syncs.start(SyncRequest(reg.schema_name, reg.table_name, strategy=strategy,
                                                  trigger=trigger, started_by=started_by))
                 entry.update(sync_id=bg.sync_id, started=True)
             except SfduckError as exc:

@@ -196,7 +196,7 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
     @api.post("/sync/start", response_model=s.StartOut, status_code=202, tags=["sync"])
     def start(body: s.StartIn, svc: Svc, who: Admin) -> s.StartOut:
         """Start a sync in the background; poll `GET /sync/status/{sync_id}`."""
-        bg = svc.start_sync(SyncRequest(
+        bg = svc.syncs.start(SyncRequest(
             body.schema_name, body.table_name, strategy=body.strategy, transport=body.transport, where=body.where,
             incremental_key=body.incremental_key, primary_key=body.primary_key,
             detect_deletes=body.detect_deletes, force=body.force, trigger=body.trigger, started_by=who.username))
