@@ -352,7 +352,8 @@ class LakeBench:
             lines += ["", f"A reader polling the file delays the sync itself: sfduck's writer retries while the reader "
                       f"holds the file and waited up to {max(file.open_s):.1f} s (runs: "
                       f"{', '.join(f'{x:.1f}' for x in file.open_s)} s) before it could open it; past "
-                      "SFDUCK_LOCK_TIMEOUT (30 s by default) the sync fails. Lake readers never delay the writer."]
+                      "SFDUCK_LOCK_TIMEOUT (30 s by default) the sync fails. A lake reader never makes the writer "
+                      "wait (its CPU still competes on a small machine: see the sync's time with a reader)."]
         return "\n".join(lines) + "\n"
 
     def aims(self) -> tuple[str, bool]:
