@@ -104,6 +104,7 @@ def sync_beside_reader(engine: SyncEngine, request: SyncRequest, tmp_path: Path)
 
     try:
         job = engine.sync(request, on_progress=hold_the_transaction_open)
+        reader.reads_after(len(reader.reads), 2)  # the second began after the commit: it sees it
     finally:
         reads = reader.stop()
     return job, during, reads
