@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import run  # bench/run.py: the child-process, timing and table conventions
-from run import Row, Table, child, interleave, loadavg, log, run_method
+from run import Row, Table, child, interleave, loadavg, log, package_version, publish, run_method
 
 THIS = Path(__file__).resolve()
 SCHEMA, TABLE = "BENCH", "fact"  # as worker.py names them
@@ -376,14 +376,6 @@ class LakeBench:
         return "\n".join(lines) + "\n", met
 
     def report(self, command: str, started: dt.datetime, elapsed: float) -> str:
-        import importlib.metadata as md
-
-        def version(pkg: str) -> str:
-            try:
-                return md.version(pkg)
-            except md.PackageNotFoundError:
-                return "not installed"
-
         aims, met = self.aims()
         verdict = ("**The aim was met**" if met else "**The aim was NOT met**") + (
             f": the lake's median time is within {AIM}× of the file's in both scenarios." if met else
@@ -395,7 +387,7 @@ class LakeBench:
             "methods interleaved within each repetition, each in its own process.  ",
             f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}; shared "
             "with other engineers' test runs, so expect noise (load averages are given per scenario).  ",
-            "Versions: " + ", ".join(f"{p} {version(p)}" for p in VERSIONS) + f"; sfduck at {self.commit}.  ",
+            "Versions: " + ", ".join(f"{p} {package_version(p)}" for p in VERSIONS) + f"; sfduck at {self.commit}.  ",
             "Lake: `SFDUCK_TARGET=ducklake:sqlite:<work>/lake.sqlite`, `SFDUCK_LAKE_DATA_PATH=<work>/data/` (both on "
             "the same local disk as the file), opened by sfduck's `Store.connect()` (extensions loaded from their "
             "pip packages, SQLite catalog in WAL mode, sfduck's writer lock).", "",
@@ -451,11 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(bench.work, ignore_errors=True)
     text = bench.report(command.strip(), started, time.perf_counter() - t0)
-    print(text)
-    if out:
-        Path(out).write_text(text, encoding="utf-8")
-        log(f"wrote {out}")
-    return 0
+    return publish(text, out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -426,15 +427,7 @@ class Bench:
         return "\n".join(lines) + "\n"
 
     def report(self, command: str, started: dt.datetime, elapsed: float) -> str:
-        import importlib.metadata as md
-
-        def version(pkg: str) -> str:
-            try:
-                return md.version(pkg)
-            except md.PackageNotFoundError:
-                return "not installed"
-
-        versions = ", ".join(f"{p} {version(p)}" for p in ("duckdb", "pyarrow", "pandas", "dlt", "fakesnow",
+        versions = ", ".join(f"{p} {package_version(p)}" for p in ("duckdb", "pyarrow", "pandas", "dlt", "fakesnow",
                                                             "snowflake-connector-python"))
         head = [
             "# sfduck benchmark results", "",
@@ -512,6 +505,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(bench.work, ignore_errors=True)
     text = bench.report(command, started, time.perf_counter() - t0)
+    return publish(text, out)
+
+
+def package_version(pkg: str) -> str:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def publish(text: str, out: str | None) -> int:
+    """Print the results table and, when asked, write it to its RESULTS file."""
     print(text)
     if out:
         Path(out).write_text(text, encoding="utf-8")
