@@ -171,7 +171,7 @@ def test_a_failing_receiver_never_fails_a_sync(settings: Settings, tmp_path: Pat
     svc = build_service(dataclasses.replace(settings, users_file=tmp_path / "users.yaml",
                                             notify_urls=("json://127.0.0.1:1/nobody",), notify_on_success=True))
     svc.engine.register(emulator.schema, "EMPTY_TABLE")
-    bg = svc.start_sync(SyncRequest(emulator.schema, "EMPTY_TABLE", trigger="api", started_by="ops"))
+    bg = svc.syncs.start(SyncRequest(emulator.schema, "EMPTY_TABLE", trigger="api", started_by="ops"))
     assert bg.finished.wait(60) and bg.error is None and bg.result["status"] == "completed"
     svc.shutdown(5)
 
