@@ -158,7 +158,7 @@ def open_elsewhere(target: Target, schema: str, table: str) -> dict[str, str]:
     data_path = target.data_path or ""
     if "://" not in data_path:
         data_path = str(Path(data_path).resolve()) + "/"
-    extension = {"sqlite": "sqlite", "postgres": "postgres"}[target.catalog or "sqlite"]
+    extension = target.catalog or "sqlite"  # the extension's short name is the catalog's
     attach = (f"ATTACH {quote_literal(target.redact(f'ducklake:{target.catalog}:{catalog}'), 'lake')} AS lake "
               f"(DATA_PATH {quote_literal(data_path, 'lake data path')}, READ_ONLY)")
     return {"sql": f"INSTALL ducklake; INSTALL {extension};\n{attach};\nSELECT * FROM lake.{name} LIMIT 10;",

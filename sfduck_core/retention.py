@@ -48,8 +48,6 @@ def policy_from(settings: Settings, keep_versions: int | None = None, keep_days:
                 ) -> RetentionPolicy:
     """The configured policy (SFDUCK_LAKE_KEEP_VERSIONS, SFDUCK_LAKE_KEEP_DAYS), or the one given
     for a run on demand: a rule given replaces the configured one, the other is kept."""
-    if keep_versions is None and keep_days is None:
-        return RetentionPolicy(settings.lake_keep_versions, settings.lake_keep_days)
     return RetentionPolicy(settings.lake_keep_versions if keep_versions is None else keep_versions,
                            settings.lake_keep_days if keep_days is None else keep_days)
 

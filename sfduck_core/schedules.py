@@ -32,6 +32,11 @@ Clock = Callable[[], dt.datetime]
 StartSync = Callable[[SyncRequest], Any]  # returns something with a `sync_id`
 
 
+def next_cron_time(cron: str, moment: dt.datetime, timezone: str = "UTC") -> dt.datetime:
+    """The first time `cron` falls due strictly after `moment`, read in `timezone`, in UTC."""
+    return next(iter(CronSim(cron, moment.astimezone(ZoneInfo(timezone))))).astimezone(dt.UTC)
+
+
 @dataclass(frozen=True)
 class Schedule:
     table_id: str
@@ -63,8 +68,7 @@ class Schedule:
     def next_after(self, moment: dt.datetime) -> dt.datetime:
         """The first due time strictly after `moment`, in UTC."""
         if self.cron:
-            local = moment.astimezone(ZoneInfo(self.timezone))
-            return next(iter(CronSim(self.cron, local))).astimezone(dt.UTC)
+            return next_cron_time(self.cron, moment, self.timezone)
         assert self.interval_s
         return moment + dt.timedelta(seconds=self.interval_s)
 
@@ -206,7 +210,7 @@ class Chore:
         if self.next_at is not None and self.next_at > moment:
             return False
         first = self.next_at is None
-        self.next_at = next(iter(CronSim(self.cron, moment.astimezone(dt.UTC))))
+        self.next_at = next_cron_time(self.cron, moment)
         return not first
 
 

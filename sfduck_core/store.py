@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import functools
 import importlib.util
 import json
 import os
@@ -23,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,13 +244,27 @@ def _postgres_writer_turn(target: Target, deadline: float, busy: StoreBusyError)
     except psycopg.Error as exc:
         raise StoreBusyError(f"Could not open the {target.describe()}: {target.redact(str(exc))}") from None
     with contextlib.closing(pg):
-        delay = 0.02
-        while not pg.execute(_PG_LOCK_KEY, [_PG_LOCK_CLASS, target.data_path or ""]).fetchone()[0]:
-            if time.monotonic() >= deadline:
-                raise busy
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+        _take_turn(lambda: pg.execute(_PG_LOCK_KEY, [_PG_LOCK_CLASS, target.data_path or ""]).fetchone()[0],
+                   deadline, busy)
         yield
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _take_turn(try_take: Callable[[], bool], deadline: float, busy: StoreBusyError) -> None:
+    """Try to take a writer's turn until `deadline`, backing off from 20 ms to 0.5 s, then `busy`."""
+    delay = 0.02
+    while not try_take():
+        if time.monotonic() >= deadline:
+            raise busy
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 # Lakes this process keeps attached, most recently used last: a few, for a test run opens many.
@@ -258,12 +273,16 @@ _ATTACHED_LAKES_KEPT = 4
 _attached_lock = threading.Lock()
 
 
+def _lake_key(target: Target) -> tuple[str, str]:
+    return target.attach_uri, target.data_path or ""
+
+
 def _attached_lake(target: Target) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB with the lake's extensions loaded and the lake attached, made once per
     process, and a new connection (cursor) to it. Keeping it costs other processes nothing: a
     SQLite catalog is in WAL mode, where an attached reader blocks no writer, and a PostgreSQL
     catalog takes many connections."""
-    key = (target.attach_uri, target.data_path or "")
+    key = _lake_key(target)
     with _attached_lock:
         base = _ATTACHED_LAKES.get(key)
         if base is not None:
@@ -297,7 +316,7 @@ def _attached_lake(target: Target) -> tuple[duckdb.DuckDBPyConnection, duckdb.Du
 
 def _forget_attached_lake(target: Target, base: duckdb.DuckDBPyConnection) -> None:
     with _attached_lock:
-        key = (target.attach_uri, target.data_path or "")
+        key = _lake_key(target)
         if _ATTACHED_LAKES.get(key) is base:
             del _ATTACHED_LAKES[key]
 
@@ -550,7 +569,8 @@ class Store:
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the storage for one operation: the file (waiting a bounded time if another process
-        holds it) or the lake (attached to a fresh in-memory connection). In a lake, sfduck's
+        holds it) or the lake (a connection to the instance this process keeps it attached in,
+        see _attached_lake). In a lake, sfduck's
         writers take turns like on a file (see _lake_writer); `read_only` operations (status,
         history, the cancel flag, previews) never wait for them."""
         if not self.is_lake:
@@ -593,16 +613,7 @@ class Store:
                 lock_file = Path(self.target.catalog_location + ".sfduck-writer")
                 private_dir(lock_file.parent)
                 fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-                delay = 0.02
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise busy from None
-                        time.sleep(delay)
-                        delay = min(delay * 2, 0.5)
+                _take_turn(functools.partial(_try_flock, fd), deadline, busy)
             yield
         finally:
             if fd is not None:
@@ -710,9 +721,6 @@ class Store:
                             [META_INLINING_ROWS, META])
             _migrated.add(key)
 
-    def _where(self) -> str:
-        return self.target.describe() if self.is_lake else f"DuckDB file {self.path}"
-
     # --- ownership -------------------------------------------------------------------------
 
     def claim_source(self, label: str) -> None:
@@ -736,7 +744,7 @@ class Store:
                 return "the demo emulator" if x == "demo" else f"the Snowflake account {x!r}"
 
             raise ConfigError(
-                f"The {self._where()} holds tables from {name(row[0])}, but sfduck is configured for "
+                f"The {self.target.describe()} holds tables from {name(row[0])}, but sfduck is configured for "
                 f"{name(label)}. Point {'SFDUCK_TARGET' if self.is_lake else 'SFDUCK_DUCKDB_PATH'} at another "
                 f"{'lake' if self.is_lake else 'file'} (or fix the configuration that was not found); nothing was changed."
             )
