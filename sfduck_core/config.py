@@ -8,7 +8,6 @@ emulator (a plugin of the core, see `plugins`), so a fresh clone works with zero
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import tomllib
@@ -17,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cronsim import CronSim, CronSimError
 from dotenv import dotenv_values
 
+from sfduck_core.cron import CronError, check_cron
 from sfduck_core.errors import ConfigError
 
 SNOWFLAKE_KEYS = (
@@ -251,9 +250,9 @@ def _cron_setting(value: Any, name: str, default: str | None) -> str | None:
     if not text:
         return default
     try:
-        next(iter(CronSim(text, dt.datetime.now(dt.UTC))))
-    except (CronSimError, StopIteration) as exc:
-        raise ConfigError(f"{name} {text!r} is not a cron expression ({exc or 'it never falls due'}); use five "
+        check_cron(text)
+    except CronError as exc:
+        raise ConfigError(f"{name} {text!r} is not a cron expression sfduck accepts ({exc}); use five "
                           "fields (minute hour day-of-month month day-of-week, in UTC) or 'off'.") from None
     return text
 

@@ -15,12 +15,11 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
-
+from sfduck_core.cron import CronError, check_cron, next_cron_time
 from sfduck_core.engine import STRATEGIES, SyncRequest
 from sfduck_core.errors import JobNotFoundError, SfduckError, SyncAlreadyRunningError
 from sfduck_core.store import META, Registration, Store, now
@@ -30,11 +29,6 @@ SCHEDULER_USER = "scheduler"
 _log = logging.getLogger("sfduck.schedules")
 Clock = Callable[[], dt.datetime]
 StartSync = Callable[[SyncRequest], Any]  # returns something with a `sync_id`
-
-
-def next_cron_time(cron: str, moment: dt.datetime, timezone: str = "UTC") -> dt.datetime:
-    """The first time `cron` falls due strictly after `moment`, read in `timezone`, in UTC."""
-    return next(iter(CronSim(cron, moment.astimezone(ZoneInfo(timezone))))).astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -66,11 +60,19 @@ class Schedule:
         return f"cron {self.cron} ({self.timezone})" if self.cron else f"every {self.interval_s} s"
 
     def next_after(self, moment: dt.datetime) -> dt.datetime:
-        """The first due time strictly after `moment`, in UTC."""
+        """The first due time strictly after `moment`, in UTC, and never sooner than MIN_INTERVAL_S
+        after the last run, whatever the stored timing says (a row written before validation was
+        this strict, or by hand)."""
         if self.cron:
-            return next_cron_time(self.cron, moment, self.timezone)
-        assert self.interval_s
-        return moment + dt.timedelta(seconds=self.interval_s)
+            due = next_cron_time(self.cron, moment, self.timezone)
+        else:
+            due = moment + dt.timedelta(seconds=self.interval_s or MIN_INTERVAL_S)
+        return max(due, self.earliest_run) if self.earliest_run else due
+
+    @property
+    def earliest_run(self) -> dt.datetime | None:
+        """The first moment the next run may start: MIN_INTERVAL_S after the last one started."""
+        return self.last_run_at + dt.timedelta(seconds=MIN_INTERVAL_S) if self.last_run_at else None
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -98,9 +100,9 @@ def validate_timing(cron: str | None, timezone: str, interval_s: int | None, str
         if len(cron) > 200 or "\x00" in cron:
             raise SfduckError("That cron expression is too long or holds a NUL character.")
         try:
-            next(iter(CronSim(cron, dt.datetime.now(zone))))
-        except (CronSimError, StopIteration) as exc:
-            raise SfduckError(f"Invalid cron expression {cron!r}: {exc or 'it never falls due'}. "
+            check_cron(cron, zone)
+        except CronError as exc:
+            raise SfduckError(f"Invalid cron expression {cron!r}: {exc}. "
                               "Use five fields: minute hour day-of-month month day-of-week.") from None
 
 
@@ -210,7 +212,7 @@ class Chore:
         if self.next_at is not None and self.next_at > moment:
             return False
         first = self.next_at is None
-        self.next_at = next_cron_time(self.cron, moment)
+        self.next_at = max(next_cron_time(self.cron, moment), moment + dt.timedelta(seconds=MIN_INTERVAL_S))
         return not first
 
 
@@ -239,6 +241,9 @@ class Scheduler:
             for schedule in self.schedules.list():
                 if not schedule.enabled or schedule.next_run_at is None or schedule.next_run_at > moment:
                     continue
+                if schedule.earliest_run is not None and schedule.earliest_run > moment:  # too soon after the last
+                    self.schedules.update(schedule.table_id, next_run_at=schedule.next_after(moment))
+                    continue
                 outcomes.append((schedule, self._run(schedule, moment)))
         for chore in self.chores:
             if chore.due(moment):
@@ -249,7 +254,8 @@ class Scheduler:
         return outcomes
 
     def _run(self, schedule: Schedule, moment: dt.datetime) -> str:
-        fields: dict[str, Any] = {"next_run_at": schedule.next_after(moment), "last_run_at": moment}
+        fields: dict[str, Any] = {"next_run_at": replace(schedule, last_run_at=moment).next_after(moment),
+                                  "last_run_at": moment}
         request = SyncRequest(schedule.schema_name, schedule.table_name, strategy=schedule.strategy,
                               trigger="schedule", started_by=SCHEDULER_USER)
         try:

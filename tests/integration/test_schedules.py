@@ -126,6 +126,26 @@ def test_a_run_due_while_one_is_running_is_skipped(service: Service, emulator: E
     assert service.engine.store.find_jobs(JobQuery(trigger="schedule"))[1] == 0
 
 
+@pytest.mark.parametrize("timing", [{"cron": "*/5 * * * * *", "interval_s": None}, {"cron": None, "interval_s": 5}])
+def test_no_schedule_runs_more_often_than_the_minimum_whatever_is_stored(
+        service: Service, emulator: EmulatorSettings, clock: Clock, timing: dict) -> None:
+    """A timing validation refuses (a seconds field, a 5 s interval), written straight into the
+    metadata as an older version or a hand edit could have: the scheduler still starts a run at most
+    once every MIN_INTERVAL_S, ticked every 5 s of injected time for three minutes."""
+    reg = service.engine.register(emulator.schema, "EMPTY_TABLE")
+    service.schedules.save(reg, cron="* * * * *", timezone="UTC", interval_s=None, strategy="full", enabled=True,
+                           actor="ops", clock=clock)
+    service.schedules.update(reg.table_id, **timing, next_run_at=clock.now)
+    started = []
+    for _ in range(36):
+        if [outcome for _, outcome in service.scheduler.tick()] == ["started"]:
+            started.append(clock.now)
+        wait_idle(service)
+        clock.advance(seconds=5)
+    assert started == [START + dt.timedelta(seconds=60 * n) for n in range(3)]
+    assert service.engine.store.find_jobs(JobQuery(trigger="schedule"))[1] == 3
+
+
 def test_runs_missed_while_down_become_one_catch_up_run(service: Service, emulator: EmulatorSettings,
                                                         clock: Clock) -> None:
     reg = service.engine.register(emulator.schema, "EMPTY_TABLE")
