@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import threading
 import time
@@ -76,6 +77,15 @@ def test_result_is_cut_at_the_byte_cap_in_the_child(db: Path, monkeypatch: pytes
 def test_row_cap_is_reported_as_rows(db: Path) -> None:
     result = run_read_only_query(db, f'SELECT * FROM "{SCHEMA}"."{TABLE}"', max_rows=10)
     assert result.cut == "rows" and result.table.num_rows == 10
+
+
+def test_the_documented_row_cap_is_the_one_the_sql_box_applies(db: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    security = readme.split("## Security", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"([\d,]+) rows per result", security)
+    assert documented == [f"{preview.QUERY_MAX_ROWS:,}"]
+    result = run_read_only_query(db, f"SELECT range AS n FROM range({preview.QUERY_MAX_ROWS + 7})")
+    assert result.cut == "rows" and result.table.num_rows == preview.QUERY_MAX_ROWS
 
 
 def test_a_single_value_larger_than_the_cap_is_refused(db: Path) -> None:
