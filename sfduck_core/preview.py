@@ -1,12 +1,15 @@
 """Looking at synced tables: first rows, counts, SUMMARIZE, and the analysts' read-only SQL box.
 
 The fixed previews run through `Store` (our own SQL over validated names). The SQL box runs text
-typed by a user, so it is treated as hostile and isolated rather than inspected: a short-lived child
-process (`sfduck_core.sql_sandbox`) opens the DuckDB file with `read_only=True` and
+typed by a user, so it is treated as hostile and isolated: a short-lived child process
+(`sfduck_core.sql_sandbox`) opens the DuckDB file with `read_only=True` and
 `enable_external_access=False` (locked), so it cannot write, attach, install or read local files or
-the network whatever the text says. The child bounds its result in rows and bytes and its own memory
-through the OS, spills only into a private temp directory of bounded size, gets no secrets in its
-environment, and is killed at the time limit; each user runs one query at a time. The sqlglot check
+the network whatever the text says, and runs a query only if DuckDB's parse of it reaches nothing
+but the synced tables and DuckDB's built-in functions (`sfduck_core.sql_policy`: no scanner of
+another database, no setting, secret or database listing). The child bounds its result in rows
+and bytes and its own memory through the OS, spills only into a private temp directory of bounded
+size, gets no secrets in its environment, and is killed at the time limit; each user runs one query
+at a time. The sqlglot check
 in front of it only exists to give friendlier messages for the obvious mistakes.
 """
 
@@ -40,6 +43,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from sfduck_core.config import Target
 from sfduck_core.errors import SfduckError, StoreBusyError
+from sfduck_core.sql_policy import builtin_functions
 from sfduck_core.sql_sandbox import memory_message
 from sfduck_core.sqlident import qualified, quote_literal
 from sfduck_core.store import WARM, Store, lake_setup_sql
@@ -416,7 +420,7 @@ def run_read_only_query(db_path: str | os.PathLike[str] | Target, sql: str, *, u
         request = {"path": str(path), "workdir": str(workdir), "sql": text, "max_rows": int(max_rows),
                    "max_bytes": int(max_bytes), "busy_retry_s": float(busy_retry_s),
                    "memory_limit": CHILD_MEMORY_LIMIT, "max_memory_bytes": CHILD_MAX_MEMORY_BYTES,
-                   "max_temp_size": CHILD_MAX_TEMP_SIZE, **lake}
+                   "max_temp_size": CHILD_MAX_TEMP_SIZE, "functions": builtin_functions().as_json(), **lake}
         started = time.monotonic()
         out, err, returncode = _spawn(request, timeout_s)
         try:

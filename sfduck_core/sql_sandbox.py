@@ -2,10 +2,12 @@
 
 Run as `python -m sfduck_core.sql_sandbox`: reads one JSON request on stdin, caps its own memory
 with OS limits, opens the DuckDB file read-only with external access disabled and the configuration
-locked, runs one SELECT, and writes a JSON header line followed by the result (bounded in rows and
-in bytes) as an Arrow IPC stream on stdout. Every limit is enforced here, before anything reaches
-the dashboard process. It imports only duckdb and pyarrow so that it starts quickly; the parent
-kills it at the time limit and removes its work directory.
+locked, runs one SELECT that reaches only the synced tables and DuckDB's built-in functions (see
+`sfduck_core.sql_policy`; checked here, on the connection that runs it), and writes a JSON header
+line followed by the result (bounded in rows and in bytes) as an Arrow IPC stream on stdout. Every
+limit is enforced here, before anything reaches the dashboard process. It imports only duckdb,
+pyarrow and that policy so that it starts quickly; the parent kills it at the time limit and removes
+its work directory.
 
 With external access disabled DuckDB still lets queries read the database file itself (it is on
 its allowed paths). So the file is opened through a hard link in the child's private work
@@ -25,6 +27,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from sfduck_core.sql_policy import Functions, PolicyError, check_query, target_tables
 
 BATCH_ROWS = 1024
 # DuckDB's allocator and thread stacks reserve about 1 GB of address space that is never backed by
@@ -137,9 +141,17 @@ def open_lake_sandboxed(request: dict[str, Any]) -> duckdb.DuckDBPyConnection:
     data_path = request.get("lake_data_path")
     if data_path:
         con.execute("SET allowed_directories = ?", [[data_path]])
+    _close_side_doors(con)
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _close_side_doors(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB's own walls behind `sfduck_core.sql_policy`: no Python variable read as a table, no
+    extension but those already loaded, secrets never shown unredacted."""
+    for setting in ("python_enable_replacements", "allow_community_extensions", "allow_unredacted_secrets"):
+        con.execute(f"SET {setting} = false")
 
 
 def open_sandboxed(request: dict[str, Any]) -> duckdb.DuckDBPyConnection:
@@ -168,6 +180,7 @@ def open_sandboxed(request: dict[str, Any]) -> duckdb.DuckDBPyConnection:
     con.execute("SET max_temp_directory_size = ?", [request["max_temp_size"]])
     # Set after opening: DuckDB refuses a temp directory once external access is off, and
     # disabling the local file system first would stop the database itself from opening.
+    _close_side_doors(con)
     con.execute("SET enable_external_access = false")
     if not links:
         con.execute("SET disabled_filesystems = 'LocalFileSystem'")
@@ -253,10 +266,19 @@ def collect(reader: pa.RecordBatchReader, max_rows: int, max_bytes: int) -> tupl
     return pa.Table.from_batches(batches, schema=reader.schema), cut
 
 
+def check_reach(con: duckdb.DuckDBPyConnection, sql: str, functions: Functions) -> None:
+    """Refuse a query that reaches anything but the synced tables (see `sfduck_core.sql_policy`)."""
+    try:
+        check_query(con, sql, functions, target_tables(con))
+    except PolicyError as exc:
+        raise Refusal("refused", str(exc)) from None
+
+
 def _run(request: dict[str, Any]) -> tuple[pa.Table, str | None]:
     con = open_sandboxed(request)
     try:
         check_one_select(con, request["sql"])
+        check_reach(con, request["sql"], Functions.from_json(request["functions"]))
         reader = con.sql(request["sql"]).to_arrow_reader(BATCH_ROWS)  # streams; execute() would materialize all rows
         return collect(reader, request["max_rows"], request["max_bytes"])
     finally:

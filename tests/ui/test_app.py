@@ -423,7 +423,7 @@ def test_analyst_sees_history_and_previews_with_sql(ui_env: Path) -> None:
     button(at, "Run query").click()
     at.run()
     assert_clean(at)
-    assert "cannot read or write files" in at.error[0].value
+    assert "reads only the synced tables: the table function read_csv() is not allowed" in at.error[0].value
 
 
 def test_empty_history_and_preview_explain_what_to_do(ui_env: Path) -> None:

@@ -124,7 +124,7 @@ def test_the_sql_box_attaches_a_lake_read_only_and_reaches_no_other_file(tmp_pat
     assert run_read_only_query(target, 'SELECT count(*) AS n FROM "S"."T"').to_pandas()["n"].tolist() == [2500]
     secret = tmp_path / "secret.txt"
     secret.write_text("not for the SQL box")
-    with pytest.raises(QueryRefusedError, match="cannot read or write files"):
+    with pytest.raises(QueryRefusedError, match="reads only the synced tables: the table function read_text"):
         run_read_only_query(target, f"SELECT * FROM read_text('{secret}')")
     with pytest.raises(QueryRefusedError, match="read-only"):
         run_read_only_query(target, 'DELETE FROM "S"."T"')

@@ -112,7 +112,7 @@ def test_sandbox_refuses_writes_even_without_the_courtesy_check(
 ])
 def test_local_files_and_network_are_unreachable(db: Path, sql: str) -> None:
     check_read_only_query(sql)  # a SELECT passes the courtesy check: the sandbox must refuse it
-    with pytest.raises(QueryRefusedError, match="cannot read or write files or the network"):
+    with pytest.raises(QueryRefusedError, match="reads only the synced tables: the table function"):
         run_read_only_query(db, sql)
 
 

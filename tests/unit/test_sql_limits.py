@@ -226,11 +226,23 @@ def test_the_child_gets_no_secrets(db: Path, monkeypatch: pytest.MonkeyPatch) ->
     "SELECT * FROM glob('{dir}/*')",
     "SELECT * FROM read_blob('{dir}/.sfduck-sql-x/../sfduck.duckdb')",
 ])
-def test_the_database_file_itself_is_unreadable(db: Path, template: str) -> None:
+def test_the_database_file_itself_is_unreadable(db: Path, tmp_path: Path, template: str) -> None:
+    """Both walls: the SQL box's policy refuses the table function, and DuckDB's own settings refuse
+    the file to a sandboxed connection that runs it without that policy."""
     db.with_name(db.name + ".wal").write_bytes(b"")
-    with pytest.raises(QueryRefusedError, match="cannot read or write files or the network") as exc:
-        run_read_only_query(db, template.format(db=db, dir=db.parent))
+    sql = template.format(db=db, dir=db.parent)
+    with pytest.raises(QueryRefusedError, match="reads only the synced tables: the table function") as exc:
+        run_read_only_query(db, sql)
     assert_one_line(exc)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    con = sql_sandbox.open_sandboxed({"path": str(db), "workdir": str(workdir), "memory_limit": "64MB",
+                                      "max_temp_size": "1GB", "busy_retry_s": 1.0})
+    try:
+        with pytest.raises(duckdb.PermissionException):
+            con.execute(sql).fetchall()
+    finally:
+        con.close()
 
 
 def test_without_a_hard_link_local_files_are_switched_off(db: Path, tmp_path: Path,
