@@ -99,11 +99,14 @@ with sql_tab:
         st.session_state.pop(_RESULT_KEY, None)
         with user_errors("running the query"), st.spinner("Running the query..."):
             st.session_state[_RESULT_KEY] = run_read_only_query(
-                ctx.settings.storage, sql, user=viewer.username, max_bytes=ctx.settings.sql_max_bytes)
+                ctx.settings.storage, sql, user=viewer.username, max_bytes=ctx.settings.sql_max_bytes,
+                total_bytes=ctx.settings.sql_total_bytes)
     result = st.session_state.get(_RESULT_KEY)
     if result is not None:
         note = {"rows": f" (cut at {QUERY_MAX_ROWS:,} rows; there are more)",
                 "bytes": f" (cut at {max_mb:g} MB of data; there are more rows: select fewer or narrower columns)",
+                "total": " (cut: the results the server holds for everyone are near their limit, "
+                         "SFDUCK_SQL_TOTAL_BYTES; there are more rows)",
                 }.get(result.cut or "", "")
         st.caption(f"{result.table.num_rows:,} rows in {result.elapsed_s:.2f} s{note}")
         with user_errors("showing the result"):

@@ -200,6 +200,7 @@ class Settings:
     files_read: tuple[str, ...] = ()  # the .env and secrets files that supplied settings
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S  # a whole sync, download and load included
     sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
+    sql_total_bytes: int = 256 << 20  # the most all SQL box results held by the process may hold together
     max_parallel_syncs: int = 2  # syncs moving data at once in a server process; others queue
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # apprise URLs (they may hold tokens)
     notify_on_success: bool = False
@@ -370,6 +371,7 @@ def load_settings(
     session_hours = _positive_number(pick("SFDUCK_SESSION_HOURS"), "SFDUCK_SESSION_HOURS", 12.0)
     users_file = path_setting("SFDUCK_USERS_FILE", DEFAULT_USERS_FILE)
     sql_max_bytes = int(_positive_number(pick("SFDUCK_SQL_MAX_BYTES"), "SFDUCK_SQL_MAX_BYTES", 32 << 20))
+    sql_total_bytes = int(_positive_number(pick("SFDUCK_SQL_TOTAL_BYTES"), "SFDUCK_SQL_TOTAL_BYTES", 256 << 20))
     max_parallel = int(_positive_number(pick("SFDUCK_MAX_PARALLEL_SYNCS"), "SFDUCK_MAX_PARALLEL_SYNCS", 2))
     failure_limit = int(_positive_number(pick("SFDUCK_SCHEDULE_FAILURE_LIMIT"), "SFDUCK_SCHEDULE_FAILURE_LIMIT", 5))
     retention = pick("SFDUCK_JOB_RETENTION_DAYS")
@@ -412,6 +414,7 @@ def load_settings(
         sync_timeout_s=sync_timeout_s,
         files_read=tuple(files_read),
         sql_max_bytes=sql_max_bytes,
+        sql_total_bytes=sql_total_bytes,
         max_parallel_syncs=max_parallel,
         notify_urls=notify_urls,
         notify_on_success=str(pick("SFDUCK_NOTIFY_ON_SUCCESS") or "").lower() in ("1", "true", "yes"),

@@ -26,9 +26,10 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ from sfduck_core.store import WARM, Store, lake_setup_sql
 PREVIEW_ROWS = 100
 QUERY_MAX_ROWS = 10_000
 QUERY_MAX_BYTES = 32 << 20  # default of Settings.sql_max_bytes (SFDUCK_SQL_MAX_BYTES)
+QUERY_TOTAL_BYTES = 256 << 20  # default of Settings.sql_total_bytes (SFDUCK_SQL_TOTAL_BYTES)
+QUERY_MIN_GRANT = 1 << 20  # below this much room left in the total, a query is refused rather than cut
 QUERY_TIMEOUT_S = 15.0
 QUERY_MAX_CONCURRENT = 2  # SQL box children at once in the whole dashboard process
 BUSY_RETRY_S = 3.0  # how long the child waits for a sync to release the file
@@ -88,7 +91,9 @@ _ERRORS: dict[str | None, type[SfduckError]] = {
 @dataclass(frozen=True)
 class QueryResult:
     table: pa.Table
-    cut: str | None  # "rows" or "bytes" when the result was cut at that cap, None when it is whole
+    # "rows" or "bytes" when the result was cut at that cap, "total" when at the room left in the
+    # process's total for every session's results (SFDUCK_SQL_TOTAL_BYTES), None when it is whole
+    cut: str | None
     elapsed_s: float
 
     @property
@@ -336,6 +341,45 @@ class _QuerySlots:
 _SLOTS = _QuerySlots()
 
 
+class _ResultBudget:
+    """The bytes of SQL box results the process holds, across every session and query.
+
+    Each session keeps its last result (to show and download it), so per-query caps alone let many
+    sessions grow the server without bound. A query reserves what it may receive before its child
+    starts (at most the room left, so queries running at once never overshoot), gives back what it
+    did not use, and holds the rest for as long as its QueryResult lives: releasing it is tied to
+    the result being dropped (a new query, a closed session), whoever held it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.held = 0
+
+    def reserve(self, wanted: int, total: int) -> int:
+        with self._lock:
+            grant = min(wanted, total - self.held)
+            if grant < min(wanted, QUERY_MIN_GRANT):
+                raise TooManyQueriesError(
+                    f"The SQL box's results held in this server for everyone reach their limit "
+                    f"({total / (1 << 20):.3g} MB, SFDUCK_SQL_TOTAL_BYTES); try again when other analysts' results "
+                    "are closed, or ask an admin to raise it.")
+            self.held += grant
+            return grant
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+    def keep(self, result: QueryResult, granted: int) -> QueryResult:
+        """Hold what `result` takes of its grant until it is garbage, give back the rest now."""
+        kept = min(granted, result.table.nbytes)
+        self.release(granted - kept)
+        weakref.finalize(result, self.release, kept)
+        return result
+
+
+_BUDGET = _ResultBudget()
+
+
 def _child_env() -> dict[str, str]:
     """Only what Python needs to start: the child never sees Snowflake credentials or other secrets."""
     keep = {name: os.environ[name] for name in _CHILD_ENV_KEEP if name in os.environ}
@@ -394,9 +438,11 @@ def _result_from(out: bytes, err: bytes, returncode: int, elapsed: float) -> Que
 def run_read_only_query(db_path: str | os.PathLike[str] | Target, sql: str, *, user: str | None = None,
                         max_rows: int = QUERY_MAX_ROWS, max_bytes: int = QUERY_MAX_BYTES,
                         timeout_s: float = QUERY_TIMEOUT_S, busy_retry_s: float = BUSY_RETRY_S,
-                        max_concurrent: int = QUERY_MAX_CONCURRENT) -> QueryResult:
+                        max_concurrent: int = QUERY_MAX_CONCURRENT,
+                        total_bytes: int = QUERY_TOTAL_BYTES) -> QueryResult:
     """Run one user query in a sandboxed child process; the result is cut at `max_rows` rows or
-    `max_bytes` bytes, whichever comes first, by the child.
+    `max_bytes` bytes, whichever comes first, by the child, and at the room left in `total_bytes`,
+    what every result of the process may hold together (refused when less than 1 MB is left).
 
     The dashboard never keeps the DuckDB file open while idle, so the child can open it read-only;
     if a sync is writing at that moment the child retries for `busy_retry_s` and then reports busy.
@@ -417,15 +463,27 @@ def run_read_only_query(db_path: str | os.PathLike[str] | Target, sql: str, *, u
         if not path.is_file():
             raise SfduckError(f"No database at {path}: run a sync first.")
     with _SLOTS.claim(user, max_concurrent), _work_directory(path) as workdir:
+        granted = _BUDGET.reserve(int(max_bytes), int(total_bytes))
         request = {"path": str(path), "workdir": str(workdir), "sql": text, "max_rows": int(max_rows),
-                   "max_bytes": int(max_bytes), "busy_retry_s": float(busy_retry_s),
+                   "max_bytes": granted, "busy_retry_s": float(busy_retry_s),
                    "memory_limit": CHILD_MEMORY_LIMIT, "max_memory_bytes": CHILD_MAX_MEMORY_BYTES,
                    "max_temp_size": CHILD_MAX_TEMP_SIZE, "functions": builtin_functions().as_json(), **lake}
-        started = time.monotonic()
-        out, err, returncode = _spawn(request, timeout_s)
         try:
-            return _result_from(out, err, returncode, time.monotonic() - started)
-        except SfduckError as exc:
-            if isinstance(db_path, Target) and db_path.is_lake:  # never show the catalog's password
-                raise type(exc)(db_path.redact(str(exc))) from None
+            result = _run_child(request, timeout_s, db_path)
+        except BaseException:
+            _BUDGET.release(granted)
             raise
+        if result.cut == "bytes" and granted < max_bytes:
+            result = replace(result, cut="total")
+        return _BUDGET.keep(result, granted)
+
+
+def _run_child(request: dict[str, Any], timeout_s: float, db_path: Any) -> QueryResult:
+    started = time.monotonic()
+    out, err, returncode = _spawn(request, timeout_s)
+    try:
+        return _result_from(out, err, returncode, time.monotonic() - started)
+    except SfduckError as exc:
+        if isinstance(db_path, Target) and db_path.is_lake:  # never show the catalog's password
+            raise type(exc)(db_path.redact(str(exc))) from None
+        raise

@@ -481,6 +481,20 @@ def test_sql_box_says_when_the_byte_cap_cut_the_result(ui_env: Path, monkeypatch
     assert "cut at 1 MB of data; there are more rows" in texts(at)
 
 
+def test_sql_box_says_when_the_servers_total_cut_or_refused_the_result(ui_env: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFDUCK_SQL_MAX_BYTES", str(4 << 20))
+    monkeypatch.setenv("SFDUCK_SQL_TOTAL_BYTES", str(int(1.5 * (1 << 20))))
+    monkeypatch.setattr(preview_core, "_BUDGET", preview_core._ResultBudget())  # not the earlier tests' results
+    at = preview_as_analyst(ui_env)
+    run_sql(at, f'SELECT * FROM "{DEMO_SCHEMA}"."WIDE"')
+    assert not at.error, texts(at)
+    assert "cut: the results the server holds for everyone are near their limit" in texts(at)
+    other = open_page(logged_in("admin"), "pages/preview.py")  # another session, while the first keeps its result
+    run_sql(other, f'SELECT * FROM "{DEMO_SCHEMA}"."WIDE"')
+    assert "results held in this server for everyone reach their limit" in other.error[0].value
+
+
 def test_sql_box_refuses_a_second_query_of_the_same_user(ui_env: Path) -> None:
     at = preview_as_analyst(ui_env)
     with preview_core._SLOTS.claim("analyst", 2):  # as if another tab of this user were running one

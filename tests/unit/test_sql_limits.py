@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import re
@@ -102,6 +103,72 @@ def test_the_byte_cap_is_a_setting(tmp_path: Path) -> None:
     assert settings({"SFDUCK_SQL_MAX_BYTES": "1000000"}).sql_max_bytes == 1_000_000
     with pytest.raises(SfduckError, match="SFDUCK_SQL_MAX_BYTES must be a positive number"):
         settings({"SFDUCK_SQL_MAX_BYTES": "-5"})
+
+
+@pytest.fixture
+def budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's total counted from zero: results other tests still hold do not count here."""
+    monkeypatch.setattr(preview, "_BUDGET", preview._ResultBudget())
+
+
+@pytest.mark.usefixtures("budget")
+def test_the_results_of_every_session_together_are_bounded(db: Path) -> None:
+    """Results kept by sessions count against one total for the process: a query gets the room
+    left (cut, and says so), is refused when about none is left, and a dropped result frees its share."""
+    total, one = 2_700_000, "SELECT repeat('x', 10000) AS s FROM range(150)"  # 1.5 MB
+    first = run_read_only_query(db, one, max_bytes=2_000_000, total_bytes=total)
+    assert first.cut is None and first.table.num_rows == 150
+    second = run_read_only_query(db, one, max_bytes=2_000_000, total_bytes=total)
+    assert second.cut == "total" and 0 < second.table.num_rows < 150 and second.table.nbytes <= 1_200_000
+    with pytest.raises(TooManyQueriesError, match="results held in this server for everyone reach their limit "
+                                                  "\\(2.57 MB, SFDUCK_SQL_TOTAL_BYTES\\)"):
+        run_read_only_query(db, one, max_bytes=2_000_000, total_bytes=total)
+    del first, second
+    gc.collect()
+    again = run_read_only_query(db, one, max_bytes=2_000_000, total_bytes=total)
+    assert again.cut is None and again.table.num_rows == 150
+
+
+@pytest.mark.usefixtures("budget")
+def test_queries_running_at_once_share_the_total(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a running query may still receive is reserved before its child starts, so a second
+    query started meanwhile gets only the rest: together they never pass the total."""
+    started, release = threading.Event(), threading.Event()
+    granted: list[int] = []
+    spawn = preview._spawn
+
+    def held(request: dict[str, Any], timeout_s: float) -> tuple[bytes, bytes, int]:
+        granted.append(request["max_bytes"])
+        if "slow" in request["sql"]:
+            started.set()
+            release.wait(20)
+        return spawn(request, timeout_s)
+
+    monkeypatch.setattr(preview, "_spawn", held)
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(run_read_only_query(
+        db, "SELECT 'slow' AS s, repeat('x', 10000) FROM range(150)", user="ann", max_bytes=2_000_000,
+        total_bytes=3_200_000)))
+    worker.start()
+    try:
+        assert started.wait(20)
+        other = run_read_only_query(db, "SELECT repeat('x', 10000) AS s FROM range(150)", user="bob",
+                                    max_bytes=2_000_000, total_bytes=3_200_000)
+    finally:
+        release.set()
+        worker.join(30)
+    assert granted == [2_000_000, 1_200_000]
+    assert other.cut == "total" and results[0].cut is None
+
+
+def test_the_total_is_a_setting(tmp_path: Path) -> None:
+    def settings(env: dict[str, str]) -> Any:
+        return load_settings(env, dotenv_path=tmp_path / "none.env", secrets_path=tmp_path / "none.toml")
+
+    assert settings({}).sql_total_bytes == 256 << 20 == preview.QUERY_TOTAL_BYTES
+    assert settings({"SFDUCK_SQL_TOTAL_BYTES": "100000000"}).sql_total_bytes == 100_000_000
+    with pytest.raises(SfduckError, match="SFDUCK_SQL_TOTAL_BYTES must be a positive number"):
+        settings({"SFDUCK_SQL_TOTAL_BYTES": "0"})
 
 
 # --- 2. memory ------------------------------------------------------------------------------------
