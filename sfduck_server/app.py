@@ -20,9 +20,12 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 from sfduck_core.errors import SfduckError
+from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
 from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
 from sfduck_ui.context import configured_cookie_key
+
+owner_only_from_now_on()  # before anything is written: the DuckDB file, a lake's files, logs
 
 SHUTDOWN_WAIT_S = 20.0  # for running syncs to stop; the whole exit stays within 30 s
 _log = logging.getLogger("sfduck.server")
