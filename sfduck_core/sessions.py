@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import string
 import time
@@ -164,13 +165,19 @@ class SessionTokens:
                                 options={"require": ["sub", "sid", "exp", "pwd"], "verify_exp": False})
         except jwt.PyJWTError:
             return None
-        session = Session(str(claims["sub"]), str(claims["sid"]), float(claims["exp"]), str(claims["pwd"]))
+        try:
+            expires_at = float(claims["exp"])
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(expires_at):  # NaN compares false with everything: it would never expire
+            return None
+        session = Session(str(claims["sub"]), str(claims["sid"]), expires_at, str(claims["pwd"]))
         return session if self.is_valid(session, password_hash_of) else None
 
     def is_valid(self, session: Session, password_hash_of: Callable[[str], str | None]) -> bool:
         """Checked on every use, not only at login, so a logout elsewhere or a new password ends it."""
         current = password_hash_of(session.username)
-        if current is None or session.expires_at <= self.clock():
+        if current is None or not session.expires_at > self.clock():  # NaN is not later than now
             return False
         if not hmac.compare_digest(session.password_fingerprint, self._fingerprint(current)):
             return False
