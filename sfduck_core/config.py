@@ -45,6 +45,7 @@ DEFAULT_USERS_FILE = "users.yaml"
 DEFAULT_NETWORK_TIMEOUT_S = 120
 DEFAULT_SYNC_TIMEOUT_S = 6 * 3600
 DEFAULT_LAKE_RETENTION_CRON = "30 3 * * *"  # daily at 03:30 UTC
+DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: the server's request bodies are a few hundred bytes
 OFF = "off"  # a retention rule or schedule that is not applied
 DEMO_ENV = "SFDUCK_DEMO"  # "1": demo mode even where it would otherwise refuse to start
 # The checkout holding streamlit_app.py: where Streamlit's project files live, whatever the cwd.
@@ -201,6 +202,7 @@ class Settings:
     files_read: tuple[str, ...] = ()  # the .env and secrets files that supplied settings
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S  # a whole sync, download and load included
     sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # the largest request body the server reads
     max_parallel_syncs: int = 2  # syncs moving data at once in a server process; others queue
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # apprise URLs (they may hold tokens)
     notify_on_success: bool = False
@@ -371,6 +373,8 @@ def load_settings(
     session_hours = _positive_number(pick("SFDUCK_SESSION_HOURS"), "SFDUCK_SESSION_HOURS", 12.0)
     users_file = path_setting("SFDUCK_USERS_FILE", DEFAULT_USERS_FILE)
     sql_max_bytes = int(_positive_number(pick("SFDUCK_SQL_MAX_BYTES"), "SFDUCK_SQL_MAX_BYTES", 32 << 20))
+    max_body_bytes = int(_positive_number(pick("SFDUCK_MAX_BODY_BYTES"), "SFDUCK_MAX_BODY_BYTES",
+                                          DEFAULT_MAX_BODY_BYTES))
     max_parallel = int(_positive_number(pick("SFDUCK_MAX_PARALLEL_SYNCS"), "SFDUCK_MAX_PARALLEL_SYNCS", 2))
     failure_limit = int(_positive_number(pick("SFDUCK_SCHEDULE_FAILURE_LIMIT"), "SFDUCK_SCHEDULE_FAILURE_LIMIT", 5))
     retention = pick("SFDUCK_JOB_RETENTION_DAYS")
@@ -413,6 +417,7 @@ def load_settings(
         sync_timeout_s=sync_timeout_s,
         files_read=tuple(files_read),
         sql_max_bytes=sql_max_bytes,
+        max_body_bytes=max_body_bytes,
         max_parallel_syncs=max_parallel,
         notify_urls=notify_urls,
         notify_on_success=str(pick("SFDUCK_NOTIFY_ON_SUCCESS") or "").lower() in ("1", "true", "yes"),

@@ -19,10 +19,12 @@ import anyio
 import streamlit as st
 from starlette.middleware import Middleware
 
+from sfduck_core.config import DEFAULT_MAX_BODY_BYTES
 from sfduck_core.errors import SfduckError
 from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
 from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
+from sfduck_server.limits import BodyLimit
 from sfduck_ui.context import configured_cookie_key
 
 owner_only_from_now_on()  # before anything is written: the DuckDB file, a lake's files, logs
@@ -33,6 +35,14 @@ _log = logging.getLogger("sfduck.server")
 
 def process_service() -> Service:
     return shared_service(configured_cookie_key())
+
+
+def max_body_bytes() -> int:
+    """SFDUCK_MAX_BODY_BYTES; the default while the configuration is broken (every page says why)."""
+    try:
+        return process_service().settings.max_body_bytes
+    except SfduckError:
+        return DEFAULT_MAX_BODY_BYTES
 
 
 @contextlib.asynccontextmanager
@@ -54,4 +64,5 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
 
 
 app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
-             middleware=[Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)
+             middleware=[Middleware(BodyLimit, max_bytes=max_body_bytes),
+                         Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)

@@ -1,0 +1,101 @@
+"""Issue 18: the running server (`./scripts/dashboard.sh`, one process) as an attacker meets it:
+request bodies capped for every route, forwarded addresses believed only from listed proxies, the
+dashboard's session cookie set by the server HttpOnly."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from collections.abc import Iterable, Iterator
+
+import psutil
+import pytest
+
+from sfduck_emulator.settings import EmulatorSettings
+from tests.integration.test_server import Server, start_server, stop
+
+CAP = 1 << 20  # the default SFDUCK_MAX_BODY_BYTES
+
+
+@pytest.fixture(scope="module")
+def server(emulator: EmulatorSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(emulator, tmp_path_factory.mktemp("guarded"))
+    yield running
+    stop(running)
+
+
+def raw_request(server: Server, head: str, body_chunks: Iterable[bytes] = ()) -> tuple[int, dict, bytes]:
+    """Send a request byte by byte as written (no client library fixing it up); (status, headers, body).
+
+    Stops sending as soon as the server has answered, as a client must when refused mid-upload."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        for chunk in body_chunks:
+            if select.select([sock], [], [], 0)[0]:
+                break  # answered already
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        answer = b""
+        try:
+            while data := sock.recv(65536):
+                answer += data
+                if b"\r\n\r\n" in answer:
+                    head_part, _, rest = answer.partition(b"\r\n\r\n")
+                    length = next((int(line.split(b":")[1]) for line in head_part.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), None)
+                    if length is not None and len(rest) >= length:
+                        break
+        except ConnectionResetError:
+            pass
+    head_part, _, rest = answer.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, rest
+
+
+def chunked(total: int, size: int = 1 << 16) -> Iterator[bytes]:
+    sent = 0
+    while sent < total:
+        piece = b"x" * min(size, total - sent)
+        sent += len(piece)
+        yield b"%x\r\n%s\r\n" % (len(piece), piece)
+    yield b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/sync/tables/register", "/api/v1/auth/token", "/", "/_stcore/health",
+                                  "/_stcore/upload_file/x/y"])
+def test_a_declared_body_over_the_cap_is_refused_before_it_is_read(server: Server, path: str) -> None:
+    """Issue 18 item 3: 413 with a JSON detail, for every route, without waiting for the body."""
+    status, headers, body = raw_request(server, f"POST {path} HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+                                                f"Content-Length: {150 << 20}\n")
+    assert status == 413, body
+    assert headers["content-type"] == "application/json"
+    assert "SFDUCK_MAX_BODY_BYTES" in json.loads(body)["detail"]
+
+
+def test_a_chunked_body_is_counted_while_it_streams(server: Server) -> None:
+    """No Content-Length: 150 MB streamed without a token are cut off at the cap, memory stays flat."""
+    process = psutil.Process(server.process.pid)
+    before = process.memory_info().rss
+    status, _, body = raw_request(server, "POST /api/v1/sync/tables/register HTTP/1.1\nHost: x\n"
+                                          "Content-Type: application/json\nTransfer-Encoding: chunked\n",
+                                  chunked(150 << 20))
+    grown = process.memory_info().rss - before
+    assert status == 413, body
+    assert grown < 40 << 20, f"the server grew by {grown >> 20} MB"
+
+
+def test_bodies_within_the_cap_are_served(server: Server) -> None:
+    form = "username=ops&password=nope"
+    status, _, body = raw_request(server, "POST /api/v1/auth/token HTTP/1.1\nHost: x\nContent-Type: "
+                                          f"application/x-www-form-urlencoded\nContent-Length: {len(form)}\n",
+                                  iter([form.encode()]))
+    assert status == 401, body
+    status, _, body = raw_request(server, "POST /api/v1/auth/token HTTP/1.1\nHost: x\nContent-Type: "
+                                          "application/x-www-form-urlencoded\nTransfer-Encoding: chunked\n",
+                                  iter([b"%x\r\n%s\r\n0\r\n\r\n" % (len(form), form.encode())]))
+    assert status == 401, body
