@@ -9,6 +9,7 @@ emulator (a plugin of the core, see `plugins`), so a fresh clone works with zero
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 import tomllib
@@ -203,6 +204,7 @@ class Settings:
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S  # a whole sync, download and load included
     sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # the largest request body the server reads
+    trusted_proxies: tuple[str, ...] = ()  # IPs/CIDRs whose X-Forwarded-For/-Proto the server believes
     max_parallel_syncs: int = 2  # syncs moving data at once in a server process; others queue
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # apprise URLs (they may hold tokens)
     notify_on_success: bool = False
@@ -258,6 +260,18 @@ def _cron_setting(value: Any, name: str, default: str | None) -> str | None:
         raise ConfigError(f"{name} {text!r} is not a cron expression ({exc or 'it never falls due'}); use five "
                           "fields (minute hour day-of-month month day-of-week, in UTC) or 'off'.") from None
     return text
+
+
+def _networks_setting(value: Any, name: str) -> tuple[str, ...]:
+    """IP addresses or CIDR ranges, separated by commas or spaces."""
+    items = tuple(str(value or "").replace(",", " ").split())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} holds {item!r}, which is not an IP address or a CIDR range "
+                              "(e.g. 10.0.0.5 or 10.0.0.0/24).") from None
+    return items
 
 
 def _positive_number(value: Any, name: str, default: float) -> float:
@@ -418,6 +432,7 @@ def load_settings(
         files_read=tuple(files_read),
         sql_max_bytes=sql_max_bytes,
         max_body_bytes=max_body_bytes,
+        trusted_proxies=_networks_setting(pick("SFDUCK_TRUSTED_PROXIES"), "SFDUCK_TRUSTED_PROXIES"),
         max_parallel_syncs=max_parallel,
         notify_urls=notify_urls,
         notify_on_success=str(pick("SFDUCK_NOTIFY_ON_SUCCESS") or "").lower() in ("1", "true", "yes"),

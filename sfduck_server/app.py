@@ -10,6 +10,7 @@ before the process exits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,9 +26,11 @@ from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
 from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
 from sfduck_server.limits import BodyLimit
+from sfduck_server.proxies import ClientAddress, TrustedProxies, take_over_from_uvicorn
 from sfduck_ui.context import configured_cookie_key
 
 owner_only_from_now_on()  # before anything is written: the DuckDB file, a lake's files, logs
+take_over_from_uvicorn()  # forwarded headers are believed from SFDUCK_TRUSTED_PROXIES only
 
 SHUTDOWN_WAIT_S = 20.0  # for running syncs to stop; the whole exit stays within 30 s
 _log = logging.getLogger("sfduck.server")
@@ -35,6 +38,19 @@ _log = logging.getLogger("sfduck.server")
 
 def process_service() -> Service:
     return shared_service(configured_cookie_key())
+
+
+@functools.lru_cache(maxsize=4)
+def _proxies_of(items: tuple[str, ...]) -> TrustedProxies:
+    return TrustedProxies.of(items)
+
+
+def trusted_proxies() -> TrustedProxies:
+    """SFDUCK_TRUSTED_PROXIES; none while the configuration is broken."""
+    try:
+        return _proxies_of(process_service().settings.trusted_proxies)
+    except SfduckError:
+        return TrustedProxies()
 
 
 def max_body_bytes() -> int:
@@ -64,5 +80,6 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
 
 
 app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
-             middleware=[Middleware(BodyLimit, max_bytes=max_body_bytes),
+             middleware=[Middleware(ClientAddress, proxies=trusted_proxies),
+                         Middleware(BodyLimit, max_bytes=max_body_bytes),
                          Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)

@@ -60,7 +60,8 @@ def user_directory(ctx: AppContext) -> UserDirectory:
 
 
 def client_address() -> str | None:
-    """The browser's address as Streamlit sees it (a proxy's, behind one), for the login throttle."""
+    """The browser's address, for the login throttle: the websocket's peer, or what a proxy listed in
+    SFDUCK_TRUSTED_PROXIES forwarded (sfduck_server.proxies sets it); None on loopback."""
     address = getattr(st.context, "ip_address", None)
     return address if isinstance(address, str) and address else None  # AppTest has no real client
 

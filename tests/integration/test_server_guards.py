@@ -99,3 +99,18 @@ def test_bodies_within_the_cap_are_served(server: Server) -> None:
                                           "application/x-www-form-urlencoded\nTransfer-Encoding: chunked\n",
                                   iter([b"%x\r\n%s\r\n0\r\n\r\n" % (len(form), form.encode())]))
     assert status == 401, body
+
+
+def login_status(server: Server, user: str, password: str, headers: dict[str, str]) -> int:
+    form = f"username={user}&password={password}"
+    extra = "".join(f"{k}: {v}\n" for k, v in headers.items())
+    status, _, _ = raw_request(server, "POST /api/v1/auth/token HTTP/1.1\nHost: x\nContent-Type: application/"
+                                       f"x-www-form-urlencoded\nContent-Length: {len(form)}\n{extra}", [form.encode()])
+    return status
+
+
+def test_a_local_client_rotating_x_forwarded_for_is_still_throttled(server: Server) -> None:
+    """Issue 18 item 5: from 127.0.0.1 (no proxy is listed by default) the header is ignored, so the
+    throttle counts every attempt against the one real address."""
+    codes = [login_status(server, "ana", "wrong", {"X-Forwarded-For": f"198.51.100.{i}"}) for i in range(1, 9)]
+    assert codes[:4] == [401] * 4 and set(codes[4:]) == {429}, codes  # the (user, address) allowance is 5
