@@ -205,6 +205,7 @@ class Settings:
     sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # the largest request body the server reads
     trusted_proxies: tuple[str, ...] = ()  # IPs/CIDRs whose X-Forwarded-For/-Proto the server believes
+    demo_allow_remote: bool = False  # demo logins (admin/admin) served on an address others can reach
     max_parallel_syncs: int = 2  # syncs moving data at once in a server process; others queue
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # apprise URLs (they may hold tokens)
     notify_on_success: bool = False
@@ -433,6 +434,7 @@ def load_settings(
         sql_max_bytes=sql_max_bytes,
         max_body_bytes=max_body_bytes,
         trusted_proxies=_networks_setting(pick("SFDUCK_TRUSTED_PROXIES"), "SFDUCK_TRUSTED_PROXIES"),
+        demo_allow_remote=str(pick("SFDUCK_DEMO_ALLOW_REMOTE") or "").lower() in ("1", "true", "yes"),
         max_parallel_syncs=max_parallel,
         notify_urls=notify_urls,
         notify_on_success=str(pick("SFDUCK_NOTIFY_ON_SUCCESS") or "").lower() in ("1", "true", "yes"),

@@ -22,11 +22,13 @@ from starlette.middleware import Middleware
 
 from sfduck_core.config import DEFAULT_MAX_BODY_BYTES
 from sfduck_core.errors import SfduckError
+from sfduck_core.exposure import demo_login_refusal
 from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
 from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
 from sfduck_server.limits import BodyLimit
 from sfduck_server.proxies import ClientAddress, TrustedProxies, take_over_from_uvicorn
+from sfduck_ui.auth import served_address
 from sfduck_ui.context import configured_cookie_key
 
 owner_only_from_now_on()  # before anything is written: the DuckDB file, a lake's files, logs
@@ -66,6 +68,9 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
     service: Service | None = None
     try:
         service = process_service()
+        service.login_refusal = demo_login_refusal(service.settings, served_address())
+        if service.login_refusal:
+            _log.error(service.login_refusal)
         service.start_background()
         _log.info("sfduck server: dashboard at /, API at %s (docs at %s/docs)", API_PREFIX, API_PREFIX)
     except SfduckError as exc:  # the dashboard shows the same message on every page; the API answers 503

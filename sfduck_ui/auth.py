@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import streamlit as st
+from streamlit import config as st_config
 from streamlit.errors import StreamlitAPIException
 
+from sfduck_core.exposure import demo_login_refusal
 from sfduck_core.service import LoginRefusedError
 from sfduck_core.sessions import Session
 from sfduck_core.users import ADMIN, ANALYST, UserDirectory
@@ -64,6 +66,19 @@ def client_address() -> str | None:
     SFDUCK_TRUSTED_PROXIES forwarded (sfduck_server.proxies sets it); None on loopback."""
     address = getattr(st.context, "ip_address", None)
     return address if isinstance(address, str) and address else None  # AppTest has no real client
+
+
+def served_address() -> str | None:
+    """The address this process's server listens on (`server.address`; None: every interface)."""
+    return st_config.get_option("server.address") or None
+
+
+def _login_refusal(ctx: AppContext) -> str | None:
+    """Why logins are refused here (demo mode on a reachable address), checked wherever Streamlit
+    serves this process: the server's lifespan decides for the API, this for the dashboard alone."""
+    if ctx.login_refusal is None and getattr(st_config, "_server_mode", None):  # None in AppTest: no server
+        ctx.login_refusal = demo_login_refusal(ctx.settings, served_address())
+    return ctx.login_refusal
 
 
 def _session_cookie() -> str | None:
@@ -129,6 +144,10 @@ def render_login(ctx: AppContext) -> None:
     users = user_directory(ctx)
     st.title("sfduck")
     st.caption("Snowflake tables, copied into a local DuckDB file.")
+    refusal = _login_refusal(ctx)
+    if refusal:
+        st.error(refusal, icon=":material/public_off:")
+        return
     if users.demo:
         st.info(
             f"**Demo mode** (no Snowflake account configured; the data comes from the built-in emulator). "
