@@ -28,7 +28,8 @@ from sfduck_core.service import Service, shared_service
 from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
 from sfduck_server.limits import BodyLimit
 from sfduck_server.proxies import ClientAddress, TrustedProxies, take_over_from_uvicorn
-from sfduck_ui.auth import served_address
+from sfduck_server.session_cookie import session_cookie_routes
+from sfduck_ui.auth import SESSION_COOKIE, SESSION_COOKIE_ROUTE, served_address
 from sfduck_ui.context import configured_cookie_key
 
 owner_only_from_now_on()  # before anything is written: the DuckDB file, a lake's files, logs
@@ -85,6 +86,7 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
 
 
 app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
+             routes=session_cookie_routes(process_service, SESSION_COOKIE, SESSION_COOKIE_ROUTE),
              middleware=[Middleware(ClientAddress, proxies=trusted_proxies),
                          Middleware(BodyLimit, max_bytes=max_body_bytes),
                          Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from sfduck_emulator.settings import EmulatorSettings
+from tests.integration.test_api import PASSWORDS
 from tests.integration.test_server import Server, start_server, stop
 
 CAP = 1 << 20  # the default SFDUCK_MAX_BODY_BYTES
@@ -114,3 +115,49 @@ def test_a_local_client_rotating_x_forwarded_for_is_still_throttled(server: Serv
     throttle counts every attempt against the one real address."""
     codes = [login_status(server, "ana", "wrong", {"X-Forwarded-For": f"198.51.100.{i}"}) for i in range(1, 9)]
     assert codes[:4] == [401] * 4 and set(codes[4:]) == {429}, codes  # the (user, address) allowance is 5
+
+
+def api_token(server: Server) -> str:
+    form = "username=ops&password=" + PASSWORDS["ops"]
+    status, _, body = raw_request(server, "POST /api/v1/auth/token HTTP/1.1\nHost: x\nContent-Type: application/"
+                                          f"x-www-form-urlencoded\nContent-Length: {len(form)}\n", [form.encode()])
+    assert status == 200, body
+    return json.loads(body)["access_token"]
+
+
+def session_request(server: Server, method: str, body: bytes, *headers: str) -> tuple[int, dict, bytes]:
+    host = server.url.removeprefix("http://")
+    extra = "".join(f"{h}\n" for h in headers)
+    return raw_request(server, f"{method} /_sfduck/session HTTP/1.1\nHost: {host}\nContent-Length: {len(body)}\n"
+                               f"{extra}", [body])
+
+
+def test_the_session_cookie_comes_from_the_server_httponly(server: Server) -> None:
+    """Issue 18 item 9: HttpOnly and SameSite=Strict; not Secure over http, whatever a client's
+    X-Forwarded-Proto says (no proxy is trusted by default)."""
+    token = api_token(server)
+    body = json.dumps({"token": token}).encode()
+    status, headers, _ = session_request(server, "POST", body, "Content-Type: application/json",
+                                         "X-Forwarded-Proto: https")
+    assert status == 204
+    cookie = headers["set-cookie"]
+    assert cookie.startswith(f"sfduck_session={token};")
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "path", "max-age"} <= attributes and "secure" not in attributes
+    assert "samesite=strict" in cookie.lower()
+
+    status, headers, _ = session_request(server, "DELETE", b"")
+    assert status == 204 and headers["set-cookie"].startswith('sfduck_session="";')
+    assert "httponly" in headers["set-cookie"].lower() and "max-age=0" in headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize(("body", "headers", "status"), [
+    (b'{"token": "forged"}', ["Content-Type: application/json"], 401),
+    (b"token=x", ["Content-Type: application/x-www-form-urlencoded"], 415),  # what a cross-site form sends
+    (None, ["Content-Type: application/json", "Origin: https://evil.example"], 403),
+])
+def test_the_session_route_sets_only_valid_sessions_from_this_site(server: Server, body: bytes | None,
+                                                                   headers: list[str], status: int) -> None:
+    body = body if body is not None else json.dumps({"token": api_token(server)}).encode()
+    answer, answer_headers, _ = session_request(server, "POST", body, *headers)
+    assert answer == status and "set-cookie" not in answer_headers
