@@ -7,11 +7,13 @@ also guards itself, because Streamlit runs a `pages/` file directly on a fresh s
 
 import streamlit as st
 
+from sfduck_core.files import owner_only_from_now_on
 from sfduck_ui.auth import current_viewer, pop_requested_page, remember_requested_page, render_login
 from sfduck_ui.context import app_context
 from sfduck_ui.layout import configure_page
 from sfduck_ui.navigation import allowed_pages
 
+owner_only_from_now_on()  # the dashboard served alone is an entry point too
 configure_page()
 ctx = app_context()
 viewer = current_viewer(ctx)

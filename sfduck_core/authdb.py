@@ -23,6 +23,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS revoked_sessions (session_id TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS login_failures (throttle_key TEXT PRIMARY KEY, failures INTEGER NOT NULL,"
     " last_failure REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS known_logins (login_key TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
 )
 
 
@@ -96,3 +97,18 @@ class AuthDatabase:
     def clear_failures(self, throttle_key: str) -> None:
         with self._connect() as con:
             con.execute("DELETE FROM login_failures WHERE throttle_key = ?", [throttle_key])
+
+    # --- addresses a user has logged in from -------------------------------------------------------
+
+    def remember_login(self, login_key: str, keep_s: float) -> None:
+        """Note a successful login (a user at an address) for `keep_s` seconds."""
+        now = self.clock()
+        with self._connect() as con:
+            con.execute("DELETE FROM known_logins WHERE expires_at < ?", [now])
+            con.execute("INSERT OR REPLACE INTO known_logins VALUES (?, ?)", [login_key, now + keep_s])
+
+    def is_known_login(self, login_key: str) -> bool:
+        with self._connect(write=False) as con:
+            row = con.execute("SELECT 1 FROM known_logins WHERE login_key = ? AND expires_at >= ?",
+                              [login_key, self.clock()]).fetchone()
+        return row is not None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sfduck_core.config import load_settings
 from sfduck_core.errors import ConfigError, JobNotFoundError, SfduckError
+from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.plugins import command, snowflake_source
 from sfduck_core.progress import SyncProgress, ignore_progress
 
@@ -269,6 +270,7 @@ def _run_local(args: argparse.Namespace, engine: SyncEngine) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m sfduck_core` and the `sfduck` command."""
+    owner_only_from_now_on()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:  # its own options (--port, --rows, ...) live in the emulator
         try:

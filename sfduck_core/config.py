@@ -8,6 +8,7 @@ emulator (a plugin of the core, see `plugins`), so a fresh clone works with zero
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -44,6 +45,7 @@ DEFAULT_USERS_FILE = "users.yaml"
 DEFAULT_NETWORK_TIMEOUT_S = 120
 DEFAULT_SYNC_TIMEOUT_S = 6 * 3600
 DEFAULT_LAKE_RETENTION_CRON = "30 3 * * *"  # daily at 03:30 UTC
+DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: the server's request bodies are a few hundred bytes
 OFF = "off"  # a retention rule or schedule that is not applied
 DEMO_ENV = "SFDUCK_DEMO"  # "1": demo mode even where it would otherwise refuse to start
 # The checkout holding streamlit_app.py: where Streamlit's project files live, whatever the cwd.
@@ -201,6 +203,9 @@ class Settings:
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S  # a whole sync, download and load included
     sql_max_bytes: int = 32 << 20  # the most a SQL box result may send to the dashboard process
     sql_total_bytes: int = 256 << 20  # the most all SQL box results held by the process may hold together
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # the largest request body the server reads
+    trusted_proxies: tuple[str, ...] = ()  # IPs/CIDRs whose X-Forwarded-For/-Proto the server believes
+    demo_allow_remote: bool = False  # demo logins (admin/admin) served on an address others can reach
     max_parallel_syncs: int = 2  # syncs moving data at once in a server process; others queue
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # apprise URLs (they may hold tokens)
     notify_on_success: bool = False
@@ -256,6 +261,18 @@ def _cron_setting(value: Any, name: str, default: str | None) -> str | None:
         raise ConfigError(f"{name} {text!r} is not a cron expression sfduck accepts ({exc}); use five "
                           "fields (minute hour day-of-month month day-of-week, in UTC) or 'off'.") from None
     return text
+
+
+def _networks_setting(value: Any, name: str) -> tuple[str, ...]:
+    """IP addresses or CIDR ranges, separated by commas or spaces."""
+    items = tuple(str(value or "").replace(",", " ").split())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} holds {item!r}, which is not an IP address or a CIDR range "
+                              "(e.g. 10.0.0.5 or 10.0.0.0/24).") from None
+    return items
 
 
 def _positive_number(value: Any, name: str, default: float) -> float:
@@ -372,6 +389,8 @@ def load_settings(
     users_file = path_setting("SFDUCK_USERS_FILE", DEFAULT_USERS_FILE)
     sql_max_bytes = int(_positive_number(pick("SFDUCK_SQL_MAX_BYTES"), "SFDUCK_SQL_MAX_BYTES", 32 << 20))
     sql_total_bytes = int(_positive_number(pick("SFDUCK_SQL_TOTAL_BYTES"), "SFDUCK_SQL_TOTAL_BYTES", 256 << 20))
+    max_body_bytes = int(_positive_number(pick("SFDUCK_MAX_BODY_BYTES"), "SFDUCK_MAX_BODY_BYTES",
+                                          DEFAULT_MAX_BODY_BYTES))
     max_parallel = int(_positive_number(pick("SFDUCK_MAX_PARALLEL_SYNCS"), "SFDUCK_MAX_PARALLEL_SYNCS", 2))
     failure_limit = int(_positive_number(pick("SFDUCK_SCHEDULE_FAILURE_LIMIT"), "SFDUCK_SCHEDULE_FAILURE_LIMIT", 5))
     retention = pick("SFDUCK_JOB_RETENTION_DAYS")
@@ -415,6 +434,9 @@ def load_settings(
         files_read=tuple(files_read),
         sql_max_bytes=sql_max_bytes,
         sql_total_bytes=sql_total_bytes,
+        max_body_bytes=max_body_bytes,
+        trusted_proxies=_networks_setting(pick("SFDUCK_TRUSTED_PROXIES"), "SFDUCK_TRUSTED_PROXIES"),
+        demo_allow_remote=str(pick("SFDUCK_DEMO_ALLOW_REMOTE") or "").lower() in ("1", "true", "yes"),
         max_parallel_syncs=max_parallel,
         notify_urls=notify_urls,
         notify_on_success=str(pick("SFDUCK_NOTIFY_ON_SUCCESS") or "").lower() in ("1", "true", "yes"),

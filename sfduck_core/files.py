@@ -1,5 +1,9 @@
 """Owner-only files and folders: synced data, login state and keys are nobody else's business on
-a shared machine. Only what sfduck creates is restricted; modes an administrator set are kept."""
+a shared machine. Only what sfduck creates is restricted; modes an administrator set are kept.
+
+Every entry point (the server, the dashboard, the command line) calls `owner_only_from_now_on()`
+first, so files written by libraries that know no modes (DuckDB, DuckLake's Parquet writer, the
+Snowflake connector's downloads, loggers) are owner-only too, not only the ones created here."""
 
 from __future__ import annotations
 
@@ -8,6 +12,16 @@ from pathlib import Path
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+PRIVATE_UMASK = 0o077
+
+
+def owner_only_from_now_on() -> None:
+    """Make every file and folder this process (and its children) creates from now on owner-only.
+
+    A process-wide umask, set once by each entry point: per-file chmods miss whatever a library
+    creates on its own (a lake's Parquet files, its catalog, downloaded files, logs).
+    """
+    os.umask(PRIVATE_UMASK)
 
 
 def private_dir(path: str | os.PathLike[str]) -> Path:

@@ -64,6 +64,8 @@ class Service:
     notifier: Notifier
     schedules: ScheduleStore
     scheduler: Scheduler
+    # set by the server once it knows where it listens: why every login is refused (see exposure.py)
+    login_refusal: str | None = None
     _users: tuple[tuple[str, float], UserDirectory] | None = field(default=None, repr=False)
     _users_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -85,6 +87,8 @@ class Service:
 
     def login(self, username: str, password: str, address: str | None) -> tuple[str, Session]:
         """A signed token for these credentials, with the dashboard's throttle and messages."""
+        if self.login_refusal:
+            raise LoginRefusedError(self.login_refusal)
         username = username.strip().lower()
         if not username or not password:
             raise LoginRefusedError("Enter both a username and a password.")

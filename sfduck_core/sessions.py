@@ -14,8 +14,8 @@ import hashlib
 import hmac
 import math
 import secrets
+import string
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +28,17 @@ from sfduck_core.files import create_private_file
 
 SESSION_KEY_FILE = ".cookie_key"
 MIN_KEY_LENGTH = 32
-MIN_KEY_ENTROPY_BITS = 90  # a 32-digit hex key (`openssl rand -hex 16`) scores 100-125
+MIN_KEY_ENTROPY_BITS = 128
 DEFAULT_SESSION_HOURS = 12.0
 _ALGORITHM = "HS256"
 # Words that mark a key copied from documentation rather than generated.
 _PLACEHOLDER_WORDS = (
     "replace", "change", "example", "secret", "password", "random", "characters", "paste", "generated", "xxxx",
 )
+_HEX = frozenset(string.hexdigits.lower()), frozenset(string.hexdigits.upper())
+_BASE64 = frozenset(string.ascii_letters + string.digits + "-_+/")
+_LONGEST_RUN = 8  # "abcdefgh", "87654321", "zzzzzzzz": never in a generated key (p < 1e-6)
+_MOST_SAME_CLASS_NEIGHBOURS = 0.65  # random base64: ~0.36 of neighbours share a class; words ~0.7
 
 
 @dataclass(frozen=True)
@@ -45,30 +49,68 @@ class Session:
     password_fingerprint: str  # keyed hash of the password hash the session was issued against
 
 
-def _estimated_entropy_bits(key: str) -> float:
-    """Shannon entropy of the key's characters times its length: a rough but honest lower bar."""
-    counts = Counter(key)
-    per_char = -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
-    return per_char * len(key)
-
-
 def _is_periodic(key: str) -> bool:
     """A short pattern repeated ("abab...", "0123456789012...") is no key, however long."""
     return any(all(key[i] == key[i + period] for i in range(len(key) - period))
                for period in range(1, len(key) // 2 + 1))
 
 
+def _longest_constant_step(key: str) -> int:
+    """The longest stretch of characters that each follow the previous by the same step of -1, 0 or 1."""
+    longest = run = 1
+    for i in range(2, len(key)):
+        step, before = ord(key[i]) - ord(key[i - 1]), ord(key[i - 1]) - ord(key[i - 2])
+        run = run + 1 if step == before and abs(step) <= 1 else 1
+        longest = max(longest, run + 1)
+    return longest if len(key) > 1 else len(key)
+
+
+def _class_of(char: str) -> str:
+    return "lower" if char.islower() else "upper" if char.isupper() else "digit" if char.isdigit() else "other"
+
+
+def generated_key_bits(key: str) -> tuple[float, str]:
+    """(estimated bits, "" or why the key does not look generated) for a key judged by its form.
+
+    A key cannot prove its own randomness, so sfduck accepts only the forms key generators print:
+    hexadecimal (4 bits a character: `openssl rand -hex 32`, `secrets.token_hex`) and base64 or
+    base64url (6 bits: `secrets.token_urlsafe`, `openssl rand -base64 32`), and refuses the
+    patterns a generator practically never prints but people type: one case only, no digits in
+    hex, runs like "abcdefgh", words (neighbours mostly of one character class), repetition.
+    """
+    body = key.rstrip("=")
+    if not body or _is_periodic(body) or _longest_constant_step(body) >= _LONGEST_RUN:
+        return 0.0, "it repeats a pattern or a run of characters"
+    chars = set(body)
+    if any(chars <= alphabet for alphabet in _HEX):
+        if not (chars & set(string.digits) and chars - set(string.digits)):
+            return 0.0, "a hexadecimal key mixes digits and letters"
+        return 4.0 * len(body), ""
+    if chars <= _BASE64:
+        if not (chars & set(string.ascii_lowercase) and chars & set(string.ascii_uppercase)):
+            return 0.0, "a base64 key mixes upper and lower case"
+        same = sum(_class_of(a) == _class_of(b) for a, b in zip(body, body[1:], strict=False))
+        if same > _MOST_SAME_CLASS_NEIGHBOURS * (len(body) - 1):
+            return 0.0, "it reads like words, not like a generator's output"
+        return 6.0 * len(body), ""
+    return 0.0, "only hexadecimal or base64 keys (what key generators print) are accepted"
+
+
 def check_key_strength(key: str, where: str) -> str:
     """The key itself, or ConfigError naming `where` it came from when it is weak or a placeholder."""
-    advice = (f"Set {where} to at least {MIN_KEY_LENGTH} random characters, e.g. the output of "
-              "python -c \"import secrets; print(secrets.token_urlsafe(48))\".")
+    advice = (f"Set {where} to a generated key of at least {MIN_KEY_ENTROPY_BITS} random bits, e.g. the output of "
+              "python -c \"import secrets; print(secrets.token_urlsafe(48))\" or openssl rand -hex 32.")
     lowered = key.lower()
     if any(word in lowered for word in _PLACEHOLDER_WORDS):
         raise ConfigError(f"{where} looks like a placeholder, not a generated key. {advice}")
     if len(key) < MIN_KEY_LENGTH:
         raise ConfigError(f"{where} is too short ({len(key)} characters). {advice}")
-    if _is_periodic(key) or _estimated_entropy_bits(key) < MIN_KEY_ENTROPY_BITS:
-        raise ConfigError(f"{where} is too predictable (repeated or few distinct characters). {advice}")
+    bits, flaw = generated_key_bits(key)
+    if flaw:
+        raise ConfigError(f"{where} is too predictable ({flaw}). {advice}")
+    if bits < MIN_KEY_ENTROPY_BITS:
+        raise ConfigError(f"{where} is too predictable (about {bits:.0f} random bits for its length and "
+                          f"characters). {advice}")
     return key
 
 
@@ -84,6 +126,8 @@ def resolve_session_key(configured: str | None, key_dir: Path, where: str = "[sf
         return check_key_strength(key_path.read_text(encoding="ascii").strip(),
                                   f"the key file {key_path} (delete it to make a new one)")
     key = secrets.token_urlsafe(48)
+    while generated_key_bits(key)[1] or any(word in key.lower() for word in _PLACEHOLDER_WORDS):
+        key = secrets.token_urlsafe(48)  # a random key may spell "paste" (p ~ 1e-4): it would be refused later
     key_path.write_text(key + "\n", encoding="ascii")
     return key
 
@@ -121,13 +165,19 @@ class SessionTokens:
                                 options={"require": ["sub", "sid", "exp", "pwd"], "verify_exp": False})
         except jwt.PyJWTError:
             return None
-        session = Session(str(claims["sub"]), str(claims["sid"]), float(claims["exp"]), str(claims["pwd"]))
+        try:
+            expires_at = float(claims["exp"])
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(expires_at):  # NaN compares false with everything: it would never expire
+            return None
+        session = Session(str(claims["sub"]), str(claims["sid"]), expires_at, str(claims["pwd"]))
         return session if self.is_valid(session, password_hash_of) else None
 
     def is_valid(self, session: Session, password_hash_of: Callable[[str], str | None]) -> bool:
         """Checked on every use, not only at login, so a logout elsewhere or a new password ends it."""
         current = password_hash_of(session.username)
-        if current is None or session.expires_at <= self.clock():
+        if current is None or not session.expires_at > self.clock():  # NaN is not later than now
             return False
         if not hmac.compare_digest(session.password_fingerprint, self._fingerprint(current)):
             return False

@@ -189,9 +189,19 @@ class LoginThrottle:
     """Exponential backoff on failed logins, shared through `AuthDatabase` by processes and restarts.
 
     Past a counter's allowance every further attempt must wait twice as long as the previous one
-    (from `base_delay_s` up to `max_delay_s`), instead of a fixed lockout that a stranger could renew
-    for ever; a counter is forgotten `window_s` after its last failure. Unknown usernames are
-    throttled exactly like real ones, so the throttle reveals nothing about who exists.
+    (from `base_delay_s` up to `max_delay_s`), instead of a fixed lockout; a counter is forgotten
+    `window_s` after its last failure. Unknown usernames are throttled exactly like real ones, so
+    the throttle reveals nothing about who exists.
+
+    What slows an attempt down is always the attempt's own address: its failures for this user (the
+    tight `pair_allowance`) and for any user (`address_allowance`, against spraying usernames). A
+    user-wide counter would let strangers lock a user out from everywhere (50 failures from 50
+    addresses did), so failures across addresses only mark the user as under attack (past
+    `user_allowance`); then every address the user has not logged in from lately
+    (`known_for_s`) gets a single try before its backoff starts, instead of `pair_allowance`. So
+    the user's own first attempt from anywhere is always judged, while a distributed attack gets one
+    guess per fresh address and then waits like everyone else (the OWASP "device cookie" idea, with
+    the address as the device).
     """
 
     db: AuthDatabase
@@ -201,17 +211,21 @@ class LoginThrottle:
     pair_allowance: int = 5
     address_allowance: int = 20
     user_allowance: int = 50
+    under_attack_allowance: int = 1
+    known_for_s: float = 30 * 86400.0
+
+    @staticmethod
+    def _keys(username: str, address: str | None) -> tuple[str, str, str]:
+        user, client = username.strip().lower(), address or "unknown"
+        return f"pair:{user}@{client}", f"address:{client}", f"user:{user}"
 
     def _counters(self, username: str, address: str | None) -> list[tuple[str, int]]:
-        """The counters one attempt touches, each with the failures it allows before slowing down.
-
-        The (user, address) pair is the tight one, so an attacker elsewhere cannot lock a user out;
-        the address alone limits spraying many usernames; the user alone, with a high allowance,
-        bounds a guessing campaign spread over many addresses.
-        """
-        user, client = username.strip().lower(), address or "unknown"
-        return [(f"pair:{user}@{client}", self.pair_allowance), (f"address:{client}", self.address_allowance),
-                (f"user:{user}", self.user_allowance)]
+        """The counters that can slow this attempt down, each with the failures it allows."""
+        pair, by_address, by_user = self._keys(username, address)
+        under_attack = self.db.failures(by_user, self.window_s)[0] >= self.user_allowance
+        known = self.db.is_known_login(pair)
+        allowance = self.under_attack_allowance if under_attack and not known else self.pair_allowance
+        return [(pair, allowance), (by_address, self.address_allowance)]
 
     def seconds_to_wait(self, username: str, address: str | None = None) -> float:
         wait = 0.0
@@ -224,14 +238,17 @@ class LoginThrottle:
         return wait
 
     def record_failure(self, username: str, address: str | None = None) -> None:
-        for key, _ in self._counters(username, address):
+        for key in self._keys(username, address):
             self.db.record_failure(key, self.window_s)
 
     def record_success(self, username: str, address: str | None = None) -> None:
-        """A correct password clears this user's own counters, not the address's."""
-        for key, _ in self._counters(username, address):
-            if not key.startswith("address:"):
-                self.db.clear_failures(key)
+        """A correct password clears this user's counter at this address, and makes the address known.
+
+        The address-wide counter stays (it spans users), and so does the user-wide one: one
+        success does not end an attack on the user."""
+        pair, _, _ = self._keys(username, address)
+        self.db.clear_failures(pair)
+        self.db.remember_login(pair, self.known_for_s)
 
     def refusal_message(self, username: str, address: str | None = None) -> str | None:
         """What to tell a throttled user, or None when they may try."""

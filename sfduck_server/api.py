@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -159,6 +159,12 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
         address = request.client.host if request.client else None
         access_token, session = svc.login(form.username, form.password, address)
         return s.TokenOut(access_token=access_token, expires_in=max(0, int(session.expires_at - time.time())))
+
+    @api.post("/auth/logout", status_code=204, response_class=Response, tags=["auth"])
+    def logout(svc: Svc, who: Reader) -> Response:
+        """Revoke the presented token: refused from now on, by every process; the user's other tokens stay."""
+        svc.tokens.revoke(who.session)
+        return Response(status_code=204)
 
     health_cache: dict[str, tuple[float, s.CheckOut]] = {}
     health_lock = threading.Lock()

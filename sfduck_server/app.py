@@ -10,6 +10,7 @@ before the process exits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,10 +20,20 @@ import anyio
 import streamlit as st
 from starlette.middleware import Middleware
 
+from sfduck_core.config import DEFAULT_MAX_BODY_BYTES
 from sfduck_core.errors import SfduckError
+from sfduck_core.exposure import demo_login_refusal
+from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
 from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
+from sfduck_server.limits import BodyLimit
+from sfduck_server.proxies import ClientAddress, TrustedProxies, take_over_from_uvicorn
+from sfduck_server.session_cookie import session_cookie_routes
+from sfduck_ui.auth import SESSION_COOKIE, SESSION_COOKIE_ROUTE, served_address
 from sfduck_ui.context import configured_cookie_key
+
+owner_only_from_now_on()  # before anything is written: the DuckDB file, a lake's files, logs
+take_over_from_uvicorn()  # forwarded headers are believed from SFDUCK_TRUSTED_PROXIES only
 
 SHUTDOWN_WAIT_S = 20.0  # for running syncs to stop; the whole exit stays within 30 s
 _log = logging.getLogger("sfduck.server")
@@ -32,11 +43,35 @@ def process_service() -> Service:
     return shared_service(configured_cookie_key())
 
 
+@functools.lru_cache(maxsize=4)
+def _proxies_of(items: tuple[str, ...]) -> TrustedProxies:
+    return TrustedProxies.of(items)
+
+
+def trusted_proxies() -> TrustedProxies:
+    """SFDUCK_TRUSTED_PROXIES; none while the configuration is broken."""
+    try:
+        return _proxies_of(process_service().settings.trusted_proxies)
+    except SfduckError:
+        return TrustedProxies()
+
+
+def max_body_bytes() -> int:
+    """SFDUCK_MAX_BODY_BYTES; the default while the configuration is broken (every page says why)."""
+    try:
+        return process_service().settings.max_body_bytes
+    except SfduckError:
+        return DEFAULT_MAX_BODY_BYTES
+
+
 @contextlib.asynccontextmanager
 async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
     service: Service | None = None
     try:
         service = process_service()
+        service.login_refusal = demo_login_refusal(service.settings, served_address())
+        if service.login_refusal:
+            _log.error(service.login_refusal)
         service.start_background()
         _log.info("sfduck server: dashboard at /, API at %s (docs at %s/docs)", API_PREFIX, API_PREFIX)
     except SfduckError as exc:  # the dashboard shows the same message on every page; the API answers 503
@@ -51,4 +86,7 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
 
 
 app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
-             middleware=[Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)
+             routes=session_cookie_routes(process_service, SESSION_COOKIE, SESSION_COOKIE_ROUTE),
+             middleware=[Middleware(ClientAddress, proxies=trusted_proxies),
+                         Middleware(BodyLimit, max_bytes=max_body_bytes),
+                         Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)

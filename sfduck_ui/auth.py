@@ -4,9 +4,10 @@ The re-login cookie is ours, not streamlit-authenticator's. The library renders 
 component on every run; once that iframe loads in the browser it reports the cookies back, which
 triggers a second run: the login form painted twice (text typed into the first was lost) and, after
 a cookie re-login, the user's first click could be undone by that late rerun. Reading the cookie
-needs no component at all (`st.context.cookies` holds the request's cookies), and writing it needs
-one line of JavaScript in an `st.html` element that reports nothing back, so every page renders once,
-stably, from its first paint. Tokens are signed, checked and revoked by `sfduck_core.sessions`; roles
+needs no component at all (`st.context.cookies` holds the request's cookies, HttpOnly ones too), and
+writing it needs one line of JavaScript in an `st.html` element that reports nothing back: it hands
+the token to the server, whose Set-Cookie makes the cookie HttpOnly. So every page renders once,
+stably, from its first paint, and no page script can read the session. Tokens are signed, checked and revoked by `sfduck_core.sessions`; roles
 are looked up in our own user directory on every run, so a role removed from the users file takes
 effect at once, and a page whose file Streamlit runs directly (legacy `pages/` mode on a fresh
 server) is still gated.
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import streamlit as st
+from streamlit import config as st_config
 from streamlit.errors import StreamlitAPIException
 
+from sfduck_core.exposure import demo_login_refusal
 from sfduck_core.service import LoginRefusedError
 from sfduck_core.sessions import Session
 from sfduck_core.users import ADMIN, ANALYST, UserDirectory
@@ -29,6 +32,7 @@ from sfduck_ui.layout import configure_page, show_flashes
 from sfduck_ui.navigation import PAGES, allowed_pages, page_spec
 
 SESSION_COOKIE = "sfduck_session"
+SESSION_COOKIE_ROUTE = "/_sfduck/session"  # served by sfduck_server.session_cookie
 SESSION_STATE_KEY = "_sfduck_session"
 _COOKIE_SCRIPT_KEY = "_sfduck_cookie_script"
 _REQUESTED_PAGE_KEY = "_sfduck_requested_page"
@@ -60,9 +64,23 @@ def user_directory(ctx: AppContext) -> UserDirectory:
 
 
 def client_address() -> str | None:
-    """The browser's address as Streamlit sees it (a proxy's, behind one), for the login throttle."""
+    """The browser's address, for the login throttle: the websocket's peer, or what a proxy listed in
+    SFDUCK_TRUSTED_PROXIES forwarded (sfduck_server.proxies sets it); None on loopback."""
     address = getattr(st.context, "ip_address", None)
     return address if isinstance(address, str) and address else None  # AppTest has no real client
+
+
+def served_address() -> str | None:
+    """The address this process's server listens on (`server.address`; None: every interface)."""
+    return st_config.get_option("server.address") or None
+
+
+def _login_refusal(ctx: AppContext) -> str | None:
+    """Why logins are refused here (demo mode on a reachable address), checked wherever Streamlit
+    serves this process: the server's lifespan decides for the API, this for the dashboard alone."""
+    if ctx.login_refusal is None and getattr(st_config, "_server_mode", None):  # None in AppTest: no server
+        ctx.login_refusal = demo_login_refusal(ctx.settings, served_address())
+    return ctx.login_refusal
 
 
 def _session_cookie() -> str | None:
@@ -94,11 +112,18 @@ def current_viewer(ctx: AppContext) -> Viewer | None:
     return Viewer(session.username, name or session.username, roles)
 
 
-def _queue_cookie(value: str, max_age_s: int) -> None:
-    """Set (or, with max_age 0, delete) the re-login cookie from the next page that renders."""
-    secure = "; Secure" if str(getattr(st.context, "url", "") or "").startswith("https:") else ""
-    cookie = f"{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age_s}; SameSite=Strict{secure}"
-    st.session_state[_COOKIE_SCRIPT_KEY] = f"<script>document.cookie = {json.dumps(cookie)};</script>"
+def _queue_cookie(token: str | None) -> None:
+    """Have the server set (a token) or clear (None) the re-login cookie from the next page that renders.
+
+    The script only hands the token to the server's SESSION_COOKIE_ROUTE (sfduck_server.session_cookie),
+    whose Set-Cookie makes it HttpOnly: no page script can read the cookie afterwards."""
+    if token:
+        request = {"method": "POST", "credentials": "same-origin", "headers": {"Content-Type": "application/json"},
+                   "body": json.dumps({"token": token})}
+    else:
+        request = {"method": "DELETE", "credentials": "same-origin"}
+    st.session_state[_COOKIE_SCRIPT_KEY] = (
+        f"<script>fetch({json.dumps(SESSION_COOKIE_ROUTE)}, {json.dumps(request)});</script>")
 
 
 def _write_queued_cookie() -> None:
@@ -128,6 +153,10 @@ def render_login(ctx: AppContext) -> None:
     users = user_directory(ctx)
     st.title("sfduck")
     st.caption("Snowflake tables, copied into a local DuckDB file.")
+    refusal = _login_refusal(ctx)
+    if refusal:
+        st.error(refusal, icon=":material/public_off:")
+        return
     if users.demo:
         st.info(
             f"**Demo mode** (no Snowflake account configured; the data comes from the built-in emulator). "
@@ -149,7 +178,7 @@ def render_login(ctx: AppContext) -> None:
         st.error(str(exc), icon=":material/timer:" if exc.retry_after_s > 0 else ":material/error:")
         return
     st.session_state[SESSION_STATE_KEY] = session
-    _queue_cookie(token, int(ctx.tokens.lifetime_s))
+    _queue_cookie(token)
     st.rerun()
 
 
@@ -159,7 +188,7 @@ def logout(ctx: AppContext) -> None:
     if session is not None:
         ctx.tokens.revoke(session)
     st.session_state.pop(_REQUESTED_PAGE_KEY, None)
-    _queue_cookie("", 0)
+    _queue_cookie(None)
     st.rerun()
 
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from sfduck_emulator.settings import DEMO_SCHEMA
@@ -168,6 +168,19 @@ def assert_only_login_form(page: Page) -> None:
     assert page.get_by_role("heading").all_inner_texts() == ["sfduck", "Log in"]
 
 
+def session_cookie(context: BrowserContext) -> dict | None:
+    return next((c for c in context.cookies() if c["name"] == "sfduck_session"), None)
+
+
+def wait_for_session_cookie(page: Page, context: BrowserContext) -> dict:
+    """Until the server's Set-Cookie (answering the login page's request) has reached the browser."""
+    deadline = time.monotonic() + 30
+    while (cookie := session_cookie(context)) is None:
+        assert time.monotonic() < deadline, "the server never set the session cookie"
+        page.wait_for_timeout(100)
+    return cookie
+
+
 def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser, tmp_path: Path) -> None:
     with streamlit_server(tmp_path, "first") as url:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -182,6 +195,10 @@ def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser,
         expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
         expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("demo")
         shot(page, "02_tables")
+        # The server set the re-login cookie HttpOnly: the browser holds it, page scripts cannot read it.
+        cookie = wait_for_session_cookie(page, context)
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert "sfduck_session" not in page.evaluate("document.cookie")
         page.reload()  # the signed cookie logs the browser back in, in the first run of the page
         page.get_by_role("heading", name="Tables", exact=True).wait_for(timeout=30_000)
         settled(page)
@@ -248,6 +265,7 @@ def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser,
         shot(page, "08_logged_out")
         page.reload()  # the re-login cookie is gone too
         assert_only_login_form(page)
+        assert session_cookie(context) is None
         context.close()
 
     with streamlit_server(tmp_path, "fresh") as url:

@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import jwt
 import pytest
 import snowflake.connector
 import yaml
@@ -22,7 +23,7 @@ from sfduck_core.store import Store
 from sfduck_core.users import hash_password, load_users
 from sfduck_emulator.server import embedded_emulator
 from sfduck_emulator.settings import DEMO_SCHEMA
-from sfduck_ui.auth import SESSION_STATE_KEY
+from sfduck_ui.auth import SESSION_COOKIE_ROUTE, SESSION_STATE_KEY
 from tests.ui.conftest import ROOT, RUN_TIMEOUT_S, button, log_in, new_app, texts, ui_env
 
 __all__ = ["ui_env"]  # the fixture, re-exported for pytest
@@ -178,24 +179,32 @@ def test_logout_returns_to_the_login_form(ui_env: Path) -> None:
 
 
 def cookie_scripts(at: AppTest) -> list[str]:
-    return [e.proto.body for e in at.get("html") if "document.cookie" in e.proto.body]
+    return [e.proto.body for e in at.get("html") if SESSION_COOKIE_ROUTE in e.proto.body]
+
+
+def token_in(script: str) -> str:
+    return re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", script).group(0)
 
 
 def test_login_sets_a_cookie_that_logout_revokes_server_side(ui_env: Path) -> None:
-    """After logout the old cookie is worthless even if a browser (or a thief) kept a copy."""
+    """After logout the old cookie is worthless even if a browser (or a thief) kept a copy. The
+    page never writes the cookie itself: it hands the token to the server, which sets it HttpOnly."""
     at = logged_in("admin")
     (script,) = cookie_scripts(at)
-    token = re.search(r"sfduck_session=([^;]+);", script).group(1)
-    assert "Max-Age=43200" in script and "SameSite=Strict" in script  # 12 h by default
+    assert "document.cookie" not in script and '"POST"' in script
+    token = token_in(script)
     tokens = tokens_for(ui_env)
     users = load_users(True, ui_env / "users.yaml")
-    assert tokens.verify(token, users.password_hash_of) is not None
+    session = tokens.verify(token, users.password_hash_of)
+    assert session is not None
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == pytest.approx(43200, abs=1)  # 12 h by default
     at.run()
     assert not cookie_scripts(at)  # written once, not on every run
     at.sidebar.button[0].click()
     at.run()
     (deletion,) = cookie_scripts(at)
-    assert "sfduck_session=;" in deletion and "Max-Age=0" in deletion
+    assert '"DELETE"' in deletion and "document.cookie" not in deletion
     assert tokens.verify(token, users.password_hash_of) is None
 
 
@@ -203,7 +212,8 @@ def test_session_lifetime_is_a_setting(ui_env: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SFDUCK_SESSION_HOURS", "2")
     at = logged_in("admin")
     (script,) = cookie_scripts(at)
-    assert "Max-Age=7200" in script
+    claims = jwt.decode(token_in(script), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == pytest.approx(7200, abs=1)
 
 
 def test_a_placeholder_cookie_key_stops_the_dashboard(ui_env: Path) -> None:

@@ -50,12 +50,31 @@ def test_weak_keys_are_refused(key: str, reason: str) -> None:
         check_key_strength(key, "[sfduck] cookie_key")
 
 
+@pytest.mark.parametrize("key", [
+    "abcdefghijklmnopqrstuvwxyz012345",  # every character distinct, but a run anyone would try
+    "MyCompanySfduckKey2026Production",  # words, mixed case
+    "mycompanysfduckkeyproduction2026x",  # words, one case
+    "correct-horse-battery-staple-sfduck-2026",
+    "Zm9vYmFy!Zm9vYmFy?Zm9vYmFyQmF6cXV4",  # not what a generator prints
+    "31415926535897932384626433832795",  # digits only (of pi): a guess, not 128 bits
+])
+def test_keys_that_passed_the_old_check_but_are_guessable_are_refused(key: str) -> None:
+    """Issue 18 item 7: a key must carry 128 random bits, judged by the form generators print."""
+    with pytest.raises(ConfigError, match="too predictable") as refused:
+        check_key_strength(key, "[sfduck] cookie_key")
+    assert "secrets.token_urlsafe(48)" in str(refused.value)
+
+
 def test_ordinary_generated_keys_pass() -> None:
+    import base64
+    import os
     import secrets
 
-    for _ in range(50):
-        check_key_strength(secrets.token_hex(16), "hex")
-        check_key_strength(secrets.token_urlsafe(32), "urlsafe")
+    for _ in range(200):
+        check_key_strength(secrets.token_hex(16), "hex")  # 32 hex digits: exactly 128 bits
+        check_key_strength(secrets.token_hex(32).upper(), "HEX")
+        check_key_strength(secrets.token_urlsafe(48), "urlsafe")
+        check_key_strength(base64.b64encode(os.urandom(48)).decode(), "openssl rand -base64 48")
 
 
 def test_a_generated_key_is_strong_stable_and_owner_only(tmp_path: Path) -> None:
@@ -81,6 +100,15 @@ def test_tokens_expire(tokens: SessionTokens, clock: FakeClock) -> None:
     clock.now += 2
     assert tokens.verify(token, HASHES.get) is None
     assert not tokens.is_valid(session, HASHES.get)
+
+
+@pytest.mark.parametrize("exp", [float("nan"), float("inf"), float("-inf"), "NaN", "Infinity", None, [1]])
+def test_a_token_whose_expiry_is_not_a_finite_number_is_refused(tokens: SessionTokens, exp: object) -> None:
+    """Issue 18 item 8: NaN compared as 'not expired' for ever (forging it needs the key; refuse it anyway)."""
+    _, session = tokens.issue("admin", HASHES["admin"])
+    claims = {"sub": "admin", "sid": session.session_id, "exp": exp, "pwd": session.password_fingerprint}
+    forged = jwt.encode(claims, STRONG_KEY, algorithm="HS256")
+    assert tokens.verify(forged, HASHES.get) is None
 
 
 def test_logout_revokes_the_token_for_every_process(tokens: SessionTokens, tmp_path: Path,
