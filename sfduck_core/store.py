@@ -1146,14 +1146,16 @@ class Store:
     # --- lake retention --------------------------------------------------------------------
 
     def lake_snapshots(self) -> list[LakeSnapshot]:
-        """Every snapshot of the lake, oldest first, with the table whose sync committed it."""
+        """Every snapshot of the lake, oldest first, with the table whose completed sync committed it
+        (None: bookkeeping, a skipped sync's included)."""
         self.require_lake("Retention")
         with self.connect(read_only=True) as con:
             rows = con.execute(f"SELECT snapshot_id, snapshot_time FROM {LAKE_ALIAS}.snapshots() ORDER BY 1"
                                ).fetchall()
             by_sync = self._job_snapshots(con)
-            tables = dict(con.execute(f"SELECT sync_id, table_id FROM {META}.sync_jobs WHERE list_contains(?, sync_id)",
-                                      [list(by_sync)]).fetchall()) if by_sync else {}
+            # a skipped sync's commit holds only its job row: the table's version is the completed one before it
+            tables = dict(con.execute(f"SELECT sync_id, table_id FROM {META}.sync_jobs WHERE list_contains(?, sync_id) "
+                                      "AND status = 'completed'", [list(by_sync)]).fetchall()) if by_sync else {}
         table_of = {snapshot: tables.get(sync_id) for sync_id, snapshot in by_sync.items()}
         return [LakeSnapshot(int(sid), _aware(at), table_of.get(int(sid))) for sid, at in rows]
 

@@ -125,6 +125,12 @@ def test_a_skipped_sync_is_no_version_of_its_own(engine: SyncEngine, versions) -
         engine.restore(schema, table, skipped["sync_id"])
     assert signature(engine, schema, table) == signatures[2]
 
+    # nor does it count as one of the versions retention keeps: the last two completed syncs stay readable
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    apply_retention(engine.store, RetentionPolicy(keep_versions=2, keep_days=7), moment=later)
+    assert [j["sync_id"] for j in sync_versions(engine.store, schema, table)] == [jobs[2]["sync_id"], jobs[1]["sync_id"]]
+    assert signature(engine, schema, table) == signatures[2]
+
 
 def test_retention_keeps_the_last_versions_of_each_table(engine: SyncEngine, versions) -> None:
     schema, table, jobs, signatures = versions
