@@ -8,9 +8,11 @@ from exact Python values (int, Decimal, float, bytes, datetime) or, where Python
 
 - integers and decimals: every digit, decimals with their column's scale (NUMBER(10,2) 1 is `1.00`);
 - doubles: the shortest text that reads back as the same double (Python's repr; `inf`, `nan`);
-- NULL: a missing value (the grid shows it faded, the same in every column), never the text "None";
+- NULL: a missing value, never a text, so the grid shows it its one way (a faded `None`) in every
+  column, told apart from a string "None" by its style;
 - dates and times as DuckDB writes them; an instant (TIMESTAMPTZ) in UTC with its zone, `+00`;
-- binary: `0x` and upper-case hex; JSON and nested values: one line, `"key": value`;
+- binary: `0x` and upper-case hex; JSON on one line (`"key": value`); lists, structs and maps as
+  DuckDB writes them;
 - booleans: `true` / `false`.
 """
 
