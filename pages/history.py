@@ -49,14 +49,15 @@ if summary.empty:
     st.info("No sync matches these filters; widen the time range or pick other tables.")
     st.stop()
 
-totals = st.columns(4)
+totals = st.columns(5)
 totals[0].metric("Syncs", f"{int(summary['jobs'].sum()):,}")
 totals[1].metric("Completed", f"{int(summary['completed'].sum()):,}")
-totals[2].metric("Failed", f"{int(summary['failed'].sum()):,}")
-totals[3].metric("Rows synced", f"{int(summary['rows'].fillna(0).sum()):,}")
+totals[2].metric("Skipped (unchanged)", f"{int(summary['skipped'].sum()):,}")
+totals[3].metric("Failed", f"{int(summary['failed'].sum()):,}")
+totals[4].metric("Rows synced", f"{int(summary['rows'].fillna(0).sum()):,}")
 
 rows_chart = px.bar(summary, x="bucket", y="rows", color="table", title=f"Rows synced per {bucket}",
-                    hover_data=["jobs", "completed", "failed"])
+                    hover_data=["jobs", "completed", "skipped", "failed"])
 rows_chart.update_yaxes(rangemode="tozero")
 st.plotly_chart(rows_chart, width="stretch", key="rows_chart")
 left, right = st.columns(2)

@@ -22,6 +22,7 @@ from sfduck_core.preview import (
     to_parquet_bytes,
 )
 from sfduck_ui.layout import load_or_stop, user_errors
+from sfduck_ui.values import show_exact
 
 _RESULT_KEY = "_sfduck_query_result"
 _SUMMARY_KEY = "_sfduck_summary_of"  # the (schema, table) the user asked to summarize
@@ -76,8 +77,7 @@ rows_tab, summary_tab, status_tab, sql_tab, elsewhere_tab = st.tabs(
     ["First rows", "Summary", "Sync status", "SQL", "Open in your own DuckDB"])
 with rows_tab:
     st.caption(f"The first {PREVIEW_ROWS} rows.")
-    st.dataframe(load_or_stop("reading the first rows", first_rows, store, schema, table, snapshot_id=snapshot_id),
-                 hide_index=True, width="stretch")
+    show_exact(load_or_stop("reading the first rows", first_rows, store, schema, table, snapshot_id=snapshot_id))
 with summary_tab:
     st.caption("DuckDB SUMMARIZE: per-column type, min, max, approximate distinct count, nulls, quartiles.")
     if st.button("Summarize", icon=":material/query_stats:", help="Scans the whole table; kept until the next sync."):
@@ -85,7 +85,7 @@ with summary_tab:
     if st.session_state.get(_SUMMARY_KEY) == (schema, table):
         with user_errors("summarizing the table"):
             summary = cached_summary(store, schema, table, status.get("last_success_sync_id"))
-            st.dataframe(summary, hide_index=True, width="stretch")
+            show_exact(summary)
 with status_tab:
     st.json(status or {"status": "no sync recorded"}, expanded=1)
 with sql_tab:
@@ -110,7 +110,7 @@ with sql_tab:
                 }.get(result.cut or "", "")
         st.caption(f"{result.table.num_rows:,} rows in {result.elapsed_s:.2f} s{note}")
         with user_errors("showing the result"):
-            st.dataframe(result.to_pandas(), hide_index=True, width="stretch")
+            show_exact(result.table)
             csv_col, parquet_col = st.columns(2)
             csv_col.download_button("Download CSV", to_csv_bytes(result.table), "sfduck_query.csv", "text/csv",
                                     icon=":material/download:")

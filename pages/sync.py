@@ -10,6 +10,7 @@ import streamlit as st
 from sfduck_core.engine import STRATEGIES, TRANSPORTS, SyncRequest
 from sfduck_core.users import ADMIN
 from sfduck_ui import cached
+from sfduck_ui.demo_controls import render_demo_controls
 from sfduck_ui.layout import load_or_stop, user_errors
 from sfduck_ui.progress import remember_started, render_sync_activity
 
@@ -68,6 +69,8 @@ with st.expander("Sync every registered table now"):
                     remember_started(outcome["sync_id"])
                 else:
                     st.warning(f"{name}: {outcome['reason']}", icon=":material/warning:")
+
+render_demo_controls(ctx, viewer)  # demo mode, admins only
 
 st.subheader("Activity")
 render_sync_activity(ctx)

@@ -139,7 +139,7 @@ def summary_bucket(since: dt.date, until: dt.date) -> str:
 
 def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Store.job_summary() as a frame for charts (bucket as UTC timestamps, counts as numbers)."""
-    frame = pd.DataFrame(rows, columns=["bucket", "table", "jobs", "completed", "failed", "cancelled", "rows",
+    frame = pd.DataFrame(rows, columns=["bucket", "table", "jobs", "completed", "skipped", "failed", "cancelled", "rows",
                                         "avg_duration_s", "max_duration_s", "rows_per_s"])
     frame["bucket"] = pd.to_datetime(frame["bucket"])
     for column in frame.columns[2:]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sfduck_core.config import load_settings
 from sfduck_core.errors import ConfigError, JobNotFoundError, SfduckError
 from sfduck_core.files import owner_only_from_now_on
+from sfduck_core.job_status import SUCCESS_STATUSES
 from sfduck_core.plugins import command, snowflake_source
 from sfduck_core.progress import SyncProgress, ignore_progress
 
@@ -150,7 +151,7 @@ def run_remote(args: argparse.Namespace, url: str) -> int:
                            "primary_key": args.primary_key, "detect_deletes": args.detect_deletes,
                            "force": args.force, "trigger": "cli"}, _progress_listener(args))
         _print(job)
-        if job["status"] != "completed":
+        if job["status"] not in SUCCESS_STATUSES:
             verb = "was cancelled" if job["status"] == "cancelled" else "failed"
             raise SfduckError(f"Sync {job['sync_id']} {verb}: {job.get('error_message')}")
     elif args.command == "status":

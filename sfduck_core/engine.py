@@ -44,6 +44,7 @@ from sfduck_core.incremental import (
     stale_rows,
     upsert,
 )
+from sfduck_core.job_status import SUCCESS_STATUSES
 from sfduck_core.progress import ProgressCallback, SyncProgress, ignore_progress
 from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import case_collisions, local_name_key, qualified, quote_ident, validate_identifier
@@ -133,7 +134,7 @@ class SyncEngine:
                  on_job_end: JobListener | None = None):
         """`snowflake` says where to connect, asked once on first use (so that an embedded
         emulator starts only when needed); by default the configured account. `on_job_end` hears
-        about every job that ends (completed, failed or cancelled), e.g. to notify someone; what it
+        about every job that ends (completed, skipped, failed or cancelled), e.g. to notify someone; what it
         raises is logged and never changes the sync's outcome."""
         self.settings = settings
         self.on_job_end = on_job_end
@@ -296,9 +297,10 @@ class SyncEngine:
             self.store.mark_running(run.sync_id)
             with self.source() as src:
                 self._sync_with_source(src, run, stats)
-            run.report(phase="done", message="Sync completed")
             job = self.store.get_job(run.sync_id)
             assert job is not None
+            run.report(phase="done", message="Skipped: nothing changed since the last sync"
+                       if job["status"] == "skipped" else "Sync completed")
             return job
         except BaseException as exc:
             stats.duration_s = run.elapsed()
@@ -340,6 +342,9 @@ class SyncEngine:
         if source is None or (source["schema_name"], source["table_name"]) != (schema, table):
             raise JobNotFoundError(f"No sync {from_sync_id!r} of {schema}.{table}; pick one from its history.")
         snapshot_id = source["stats"].get("snapshot_id")
+        if source["status"] == "skipped":  # its version is the one the sync before it made
+            raise SfduckError(f"Sync {from_sync_id} of {schema}.{table} was skipped (nothing had changed), so it "
+                              "made no version of its own; restore the completed sync before it.")
         if source["status"] != "completed" or snapshot_id is None:
             raise SfduckError(f"Sync {from_sync_id} of {schema}.{table} left no version to restore: it "
                               f"{'ended ' + source['status'] if source['status'] != 'completed' else 'was expired by retention'}.")
@@ -409,7 +414,7 @@ class SyncEngine:
             stats.duration_s = run.elapsed()
             with self.store.connect() as con:
                 con.execute("BEGIN")  # one commit (one lake snapshot) for the job and its status
-                self.store.complete_job(con, reg, run.sync_id, stats.as_dict(), "none")
+                self.store.complete_job(con, reg, run.sync_id, stats.as_dict(), "none", status="skipped")
                 con.execute("COMMIT")
             return
         stats.skipped = False
@@ -618,7 +623,7 @@ class IncrementalPlan:
         with store.connect() as con:
             table_exists = Store.table_exists(con, desc.schema_name, desc.table_name)
         previous = [j for j in store.history(desc.schema_name, desc.table_name, limit=2) if j["sync_id"] != run.sync_id]
-        last_attempt_ok = bool(previous) and previous[0]["status"] == "completed"
+        last_attempt_ok = bool(previous) and previous[0]["status"] in SUCCESS_STATUSES
         unchanged = (table_exists and last_attempt_ok and not req.force
                      and _unchanged_since_last_success(status, info, desc, run))
         if req.strategy != "incremental":

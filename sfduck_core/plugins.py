@@ -14,7 +14,8 @@ from typing import Any
 from sfduck_core.config import Settings, SnowflakeSettings
 from sfduck_core.errors import ConfigError
 
-DEMO_SOURCE_GROUP = "sfduck.demo_source"  # a callable returning the emulator's SnowflakeSettings
+# a callable returning the emulator's SnowflakeSettings; its `change_orders` changes the demo's ORDERS
+DEMO_SOURCE_GROUP = "sfduck.demo_source"
 COMMAND_GROUP = "sfduck.commands"  # extra subcommands: callable(argv) -> exit code
 _MISSING_EMULATOR = ("the embedded Snowflake emulator is not installed: pip install 'sfduck[emulator]' "
                      "(or configure SNOWFLAKE_ACCOUNT to use a real account).")
@@ -37,6 +38,15 @@ def snowflake_source(settings: Settings) -> Callable[[], SnowflakeSettings]:
 
         return missing
     return start
+
+
+def demo_changer(settings: Settings) -> Callable[[int, int, int], dict[str, int]] | None:
+    """In demo mode, the demo source's way to make its ORDERS table change: called with (inserts,
+    updates, deletes), it returns what it did. None outside demo mode or without the emulator."""
+    if not settings.demo:
+        return None
+    source = _load(DEMO_SOURCE_GROUP, "emulator")
+    return getattr(source, "change_orders", None)
 
 
 def command(name: str) -> Callable[[list[str]], int]:

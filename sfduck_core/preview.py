@@ -43,10 +43,11 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from sfduck_core.config import Target
+from sfduck_core.display import beyond_python_dates, duckdb_text, exact_frame, with_duckdb_types
 from sfduck_core.errors import SfduckError, StoreBusyError
 from sfduck_core.sql_policy import builtin_functions
 from sfduck_core.sql_sandbox import memory_message
-from sfduck_core.sqlident import qualified, quote_literal
+from sfduck_core.sqlident import qualified, quote_ident, quote_literal
 from sfduck_core.store import WARM, Store, lake_setup_sql
 
 PREVIEW_ROWS = 100
@@ -124,12 +125,16 @@ def _as_of(store: Store, snapshot_id: int | None) -> tuple[str, list[Any]]:
 
 
 def first_rows(store: Store, schema: str, table: str, limit: int = PREVIEW_ROWS,
-               snapshot_id: int | None = None) -> pd.DataFrame:
-    """The first `limit` rows in storage order: a glance, not a sample (as of a lake snapshot if given)."""
+               snapshot_id: int | None = None) -> pa.Table:
+    """The first `limit` rows in storage order: a glance, not a sample (as of a lake snapshot if given).
+    Arrow keeps every value exact; `sfduck_core.display` turns them into text for people."""
     at, params = _as_of(store, snapshot_id)
     with store.connect(read_only=True) as con:
         _require_table(con, schema, table)
-        return con.execute(f"SELECT * FROM {qualified(schema, table)}{at} LIMIT ?", [*params, int(limit)]).df()
+        rows = con.execute(f"SELECT * FROM {qualified(schema, table)}{at} LIMIT ?",
+                           [*params, int(limit)]).to_arrow_table()
+        types = {name: kind for name, kind in Store.table_columns(con, schema, table) if kind == "JSON"}
+        return with_duckdb_types(rows, types)
 
 
 def row_count(store: Store, schema: str, table: str, snapshot_id: int | None = None) -> int:
@@ -181,52 +186,44 @@ def open_elsewhere(target: Target, schema: str, table: str) -> dict[str, str]:
                        if "://" in data_path else "")}
 
 
-def summarize(store: Store, schema: str, table: str) -> pd.DataFrame:
+def summarize(store: Store, schema: str, table: str) -> pa.Table:
     """DuckDB's SUMMARIZE: per-column min, max, distinct estimate, nulls, quartiles."""
     with store.connect(read_only=True) as con:
         _require_table(con, schema, table)
-        return con.execute(f"SUMMARIZE {qualified(schema, table)}").df()
+        # DuckDB's SUMMARIZE cannot average a TIME_NS (a Binder Error): such a column is summarized
+        # as its exact text (min and max right, no average), and still called TIME_NS
+        as_text = [name for name, kind in Store.table_columns(con, schema, table) if kind == "TIME_NS"]
+        replace = (" REPLACE (" + ", ".join(f"CAST({quote_ident(n)} AS VARCHAR) AS {quote_ident(n)}" for n in as_text)
+                   + ")") if as_text else ""
+        summary = con.execute(f"SUMMARIZE SELECT *{replace} FROM {qualified(schema, table)}").to_arrow_table()
+    if as_text:
+        names = summary.column("column_name")
+        kinds = pc.if_else(pc.is_in(names, pa.array(as_text)), "TIME_NS", summary.column("column_type"))
+        summary = summary.set_column(summary.schema.get_field_index("column_type"), "column_type", kinds)
+    return summary
 
 
-_SUMMARIES: OrderedDict[tuple[str, str, str, str | None], pd.DataFrame] = OrderedDict()
+_SUMMARIES: OrderedDict[tuple[str, str, str, str | None], pa.Table] = OrderedDict()
 _SUMMARIES_LOCK = threading.Lock()
 
 
-def cached_summary(store: Store, schema: str, table: str, synced_by: str | None) -> pd.DataFrame:
+def cached_summary(store: Store, schema: str, table: str, synced_by: str | None) -> pa.Table:
     """SUMMARIZE scans the whole table, so compute it once per table and sync (`synced_by` is the
     last successful sync id), shared by every session, instead of on every rerun."""
     key = (str(store.path), schema, table, synced_by)
     with _SUMMARIES_LOCK:
         if key in _SUMMARIES:
             _SUMMARIES.move_to_end(key)
-            return _SUMMARIES[key].copy()
+            return _SUMMARIES[key]  # Arrow tables cannot be changed by the caller
     summary = summarize(store, schema, table)
     with _SUMMARIES_LOCK:
         _SUMMARIES[key] = summary
         while len(_SUMMARIES) > SUMMARY_CACHE_SIZE:
             _SUMMARIES.popitem(last=False)
-    return summary.copy()
+    return summary
 
 
 # --- showing and downloading results ---------------------------------------------------------
-
-_PY_DATE_DAYS = (-719_162, 2_932_896)  # 0001-01-01 and 9999-12-31, as days since 1970
-_PY_DATETIME_S = (-62_135_596_800, 253_402_300_799)
-_TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-
-
-def _beyond_python_dates(column: pa.ChunkedArray) -> bool:
-    """DuckDB's 'infinity' and years past 9999 have no pandas/Python equivalent and break rendering."""
-    kind = column.type
-    if pa.types.is_date32(kind):
-        ints, (low, high) = column.cast(pa.int32()), _PY_DATE_DAYS
-    elif pa.types.is_timestamp(kind):
-        unit = _TIMESTAMP_UNITS[kind.unit]
-        ints, (low, high) = column.cast(pa.int64()), tuple(s * unit for s in _PY_DATETIME_S)
-    else:
-        return False
-    extremes = pc.min_max(ints)
-    return extremes["min"].is_valid and (extremes["min"].as_py() < low or extremes["max"].as_py() > high)
 
 
 def _needs_text(column: pa.ChunkedArray) -> bool:
@@ -234,27 +231,20 @@ def _needs_text(column: pa.ChunkedArray) -> bool:
     return (isinstance(kind, pa.BaseExtensionType) or pa.types.is_interval(kind) or pa.types.is_union(kind)
             or pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
             or pa.types.is_fixed_size_binary(kind) or pa.types.is_binary_view(kind)
-            or _beyond_python_dates(column))
-
-
-def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """DuckDB's own text for a value (what an analyst would see in its shell), computed in memory."""
-    with duckdb.connect(config={"enable_external_access": False}) as con:
-        relation = con.from_arrow(pa.table({"value": column}))
-        text = relation.project(duckdb.ColumnExpression("value").cast(duckdb.sqltype("VARCHAR")))
-        return text.to_arrow_table().column(0)
+            or beyond_python_dates(column))
 
 
 def displayable(table: pa.Table, only: Any = _needs_text) -> pa.Table:
     """The table with every column that pandas or Streamlit cannot show faithfully turned into text."""
     for index, field in enumerate(table.schema):
         if only(table.column(index)):
-            table = table.set_column(index, pa.field(field.name, pa.string()), _as_text(table.column(index)))
+            table = table.set_column(index, pa.field(field.name, pa.string()), duckdb_text(table.column(index)))
     return table
 
 
 def to_csv_bytes(table: pa.Table) -> bytes:
-    return displayable(table).to_pandas().to_csv(index=False).encode("utf-8")
+    """The values as the grid shows them (sfduck_core.display): exact digits, NULL an empty field."""
+    return exact_frame(table).to_csv(index=False).encode("utf-8")
 
 
 def _has_type(kind: pa.DataType, test: Any) -> bool:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sfduck_core.cron import CronError, check_cron, next_cron_time
 from sfduck_core.engine import STRATEGIES, SyncRequest
 from sfduck_core.errors import JobNotFoundError, SfduckError, SyncAlreadyRunningError
+from sfduck_core.job_status import SUCCESS_STATUSES
 from sfduck_core.store import META, Registration, Store, now
 
 MIN_INTERVAL_S = 60
@@ -282,7 +283,7 @@ class Scheduler:
             if schedule is None or schedule.last_sync_id != job.get("sync_id"):
                 return
             fields: dict[str, Any] = {"last_outcome": job["status"]}
-            if job["status"] == "completed":
+            if job["status"] in SUCCESS_STATUSES:
                 fields["consecutive_failures"] = 0
             elif job["status"] == "failed":
                 self._count_failure(schedule, job.get("error_message") or "failed", fields)

@@ -43,6 +43,7 @@ from sfduck_core.errors import (
     TableNotFoundError,
 )
 from sfduck_core.files import make_private, private_dir
+from sfduck_core.job_status import SUCCESS_STATUSES
 from sfduck_core.sqlident import qualified, quote_ident, quote_literal
 
 META = "sfduck_meta"
@@ -132,6 +133,12 @@ MIGRATIONS: list[list[str]] = [
     # a year of schedules is a million jobs: look one up (status polls) without scanning them all
     [f"CREATE INDEX sync_jobs_by_id ON {META}.sync_jobs (sync_id)",
      f"CREATE INDEX sync_jobs_by_table ON {META}.sync_jobs (table_id)"],
+    # a sync that found nothing changed ends `skipped`, a status of its own; it used to end
+    # `completed` with `skipped: true` in its stats, so such jobs (and table statuses) are renamed
+    [f"UPDATE {META}.sync_jobs SET status = 'skipped' "
+     "WHERE status = 'completed' AND coalesce(stats->>'skipped', '') = 'true'",
+     f"UPDATE {META}.table_sync_status SET last_status = 'skipped' WHERE last_status = 'completed' "
+     f"AND last_sync_id IN (SELECT sync_id FROM {META}.sync_jobs WHERE status = 'skipped')"],
 ]
 
 LAKE_ALIAS = "sfduck_lake"
@@ -166,7 +173,6 @@ _job_lock = threading.Lock()
 
 
 BUCKETS = ("hour", "day", "week", "month")
-JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 
 
 def extension_file(name: str) -> Path:
@@ -921,7 +927,7 @@ class Store:
                 [reg.table_id, reg.schema_name, reg.table_name],
             )
         values = {"last_sync_id": sync_id, "last_status": status, "last_sync_at": ts, **fields}
-        if status == "completed":
+        if status in SUCCESS_STATUSES:
             values.update(last_success_sync_id=sync_id, last_success_at=ts)
         assignments = ", ".join(f"{quote_ident(k)} = ?" for k in values)
         con.execute(
@@ -931,21 +937,25 @@ class Store:
         )
 
     def complete_job(self, con: duckdb.DuckDBPyConnection, reg: Registration, sync_id: str,
-                     stats: dict[str, Any], transport: str, **status_fields: Any) -> None:
-        """Mark success inside the caller's transaction, so data and metadata commit together. In a
-        lake the commit's snapshot is labelled with the sync_id, which is how the job finds its
-        snapshot later (`snapshot_id` in its stats) without a second write."""
+                     stats: dict[str, Any], transport: str, *, status: str = "completed",
+                     **status_fields: Any) -> None:
+        """Mark success (`completed`, or `skipped` when nothing had changed) inside the caller's
+        transaction, so data and metadata commit together. In a lake the commit's snapshot is
+        labelled with the sync_id, which is how the job finds its snapshot later (`snapshot_id` in
+        its stats) without a second write."""
+        if status not in SUCCESS_STATUSES:
+            raise ValueError(f"complete_job records a success, not {status!r}")
         ts = now()
         if self.is_lake:
             con.execute(f"CALL {LAKE_ALIAS}.set_commit_message(?, ?, extra_info => ?)",
                         [COMMIT_AUTHOR, f"sfduck sync of {reg.schema_name}.{reg.table_name}",
                          json.dumps({"sync_id": sync_id})])
         con.execute(
-            f"UPDATE {META}.sync_jobs SET status = 'completed', completed_at = ?, stats = ?, transport = ? "
+            f"UPDATE {META}.sync_jobs SET status = ?, completed_at = ?, stats = ?, transport = ? "
             "WHERE sync_id = ?",
-            [ts, json.dumps(stats, default=_iso), transport, sync_id],
+            [status, ts, json.dumps(stats, default=_iso), transport, sync_id],
         )
-        self._record_status(con, reg, sync_id, "completed", ts, **status_fields)
+        self._record_status(con, reg, sync_id, status, ts, **status_fields)
 
     def request_cancel(self, sync_id: str) -> dict[str, Any]:
         """Ask a running sync to stop; it ends `cancelled` at its next check (within seconds)."""
@@ -1045,6 +1055,7 @@ class Store:
                 "SELECT date_trunc(?, created_at AT TIME ZONE 'UTC') AS bucket, "
                 "schema_name || '.' || table_name AS \"table\", count(*) AS jobs, "
                 "count(*) FILTER (WHERE status = 'completed') AS completed, "
+                "count(*) FILTER (WHERE status = 'skipped') AS skipped, "
                 "count(*) FILTER (WHERE status = 'failed') AS failed, "
                 "count(*) FILTER (WHERE status = 'cancelled') AS cancelled, "
                 "sum(TRY_CAST(stats->>'rows_processed' AS BIGINT)) FILTER (WHERE status = 'completed') AS rows, "
@@ -1135,14 +1146,16 @@ class Store:
     # --- lake retention --------------------------------------------------------------------
 
     def lake_snapshots(self) -> list[LakeSnapshot]:
-        """Every snapshot of the lake, oldest first, with the table whose sync committed it."""
+        """Every snapshot of the lake, oldest first, with the table whose completed sync committed it
+        (None: bookkeeping, a skipped sync's included)."""
         self.require_lake("Retention")
         with self.connect(read_only=True) as con:
             rows = con.execute(f"SELECT snapshot_id, snapshot_time FROM {LAKE_ALIAS}.snapshots() ORDER BY 1"
                                ).fetchall()
             by_sync = self._job_snapshots(con)
-            tables = dict(con.execute(f"SELECT sync_id, table_id FROM {META}.sync_jobs WHERE list_contains(?, sync_id)",
-                                      [list(by_sync)]).fetchall()) if by_sync else {}
+            # a skipped sync's commit holds only its job row: the table's version is the completed one before it
+            tables = dict(con.execute(f"SELECT sync_id, table_id FROM {META}.sync_jobs WHERE list_contains(?, sync_id) "
+                                      "AND status = 'completed'", [list(by_sync)]).fetchall()) if by_sync else {}
         table_of = {snapshot: tables.get(sync_id) for sync_id, snapshot in by_sync.items()}
         return [LakeSnapshot(int(sid), _aware(at), table_of.get(int(sid))) for sid, at in rows]
 

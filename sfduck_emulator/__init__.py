@@ -85,9 +85,22 @@ from __future__ import annotations
 from sfduck_core.config import SnowflakeSettings
 
 
-def embedded_snowflake() -> SnowflakeSettings:
-    """The process-wide demo emulator's connection settings, started on first use; registered as
-    the `sfduck.demo_source` entry point, through which the core finds it."""
-    from sfduck_emulator.server import embedded_emulator
+class _EmbeddedDemo:
+    """The `sfduck.demo_source` entry point (`embedded_snowflake`), through which the core finds the
+    demo: called, the process-wide demo emulator's connection settings, started on first use;
+    `change_orders(...)` makes its ORDERS table change (see `demo_data.change_orders`)."""
 
-    return embedded_emulator().snowflake_settings()
+    def __call__(self) -> SnowflakeSettings:
+        from sfduck_emulator.server import embedded_emulator
+
+        return embedded_emulator().snowflake_settings()
+
+    def change_orders(self, inserts: int, updates: int, deletes: int) -> dict[str, int]:
+        from sfduck_emulator.demo_data import change_orders
+        from sfduck_emulator.server import embedded_emulator
+
+        embedded_emulator()  # the tables exist once the emulator is started (and seeded)
+        return change_orders(inserts, updates, deletes)
+
+
+embedded_snowflake = _EmbeddedDemo()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from decimal import Decimal
 from typing import Any
 
 import fakesnow.server as fs_server
 
+from sfduck_core.sqlident import qualified
 from sfduck_emulator.settings import DEMO_DATABASE, DEMO_SCHEMA
 from sfduck_emulator.table_stats import refresh_table_stats
 
@@ -233,3 +235,52 @@ def seed(data_rows: int = 1_000_000, database: str = DEMO_DATABASE, schema: str 
         conn.close()
     for table in ("data", "ORDERS", "ALL_TYPES", "EMPTY_TABLE", "Mixed Case"):
         refresh_table_stats((database, schema, table))
+
+
+#: At most this many rows of each kind per change (the demo stays a demo).
+ORDER_CHANGE_LIMIT = 1_000
+
+
+def change_orders(inserts: int = 20, updates: int = 30, deletes: int = 10, *, database: str = DEMO_DATABASE,
+                  schema: str = DEMO_SCHEMA, rng: random.Random | None = None) -> dict[str, int]:
+    """Make ORDERS change as a live system's table does, so an incremental sync has work to show:
+    new orders, changed orders and deleted orders, in one transaction.
+
+    Changed and new rows get an UPDATED_AT past every earlier one (now, or a second after the
+    latest if the clock is behind it), so an incremental sync on UPDATED_AT fetches them; deletes
+    are found only by delete detection. Rows to change or delete are picked at random, never the
+    same row for both. Returns what was done: {"inserted", "updated", "deleted"} (fewer than asked
+    when the table has fewer rows).
+    """
+    for name, count in (("inserts", inserts), ("updates", updates), ("deletes", deletes)):
+        if not 0 <= int(count) <= ORDER_CHANGE_LIMIT:
+            raise ValueError(f"{name} must be between 0 and {ORDER_CHANGE_LIMIT}, not {count}")
+    rng = rng or random.Random()
+    table = qualified(database, schema, "ORDERS")
+    duck = fs_server.shared_fs.duck_conn.cursor()
+    try:
+        duck.execute("BEGIN")
+        ids = [row[0] for row in duck.execute(f"SELECT ORDER_ID FROM {table} ORDER BY ORDER_ID").fetchall()]
+        last_id, last_change = duck.execute(f"SELECT max(ORDER_ID), max(UPDATED_AT) FROM {table}").fetchone()
+        stamp = dt.datetime.now(UTC).replace(tzinfo=None)
+        if last_change is not None and stamp <= last_change:
+            stamp = last_change + dt.timedelta(seconds=1)
+        picked = rng.sample(ids, min(int(updates) + int(deletes), len(ids)))
+        updated, deleted = picked[:int(updates)], picked[int(updates):]
+        statuses = " ".join(f"WHEN {_sql_str(a)} THEN {_sql_str(b)}"
+                            for a, b in zip(_ORDER_STATUSES, _ORDER_STATUSES[1:], strict=False))
+        duck.execute(f"UPDATE {table} SET STATUS = CASE STATUS {statuses} ELSE 'NEW' END, "
+                     "AMOUNT = AMOUNT + 1, UPDATED_AT = ? WHERE list_contains(?, ORDER_ID)", [stamp, updated])
+        duck.execute(f"DELETE FROM {table} WHERE list_contains(?, ORDER_ID)", [deleted])
+        duck.execute(
+            f"INSERT INTO {table} SELECT i, 'customer_' || lpad(CAST(i % 613 AS VARCHAR), 4, '0'), "
+            "CAST((i * 104729) % 10000000 AS DECIMAL(12, 0)) * 0.01, 'NEW', ? "
+            "FROM range(?, ?) AS t(i)", [stamp, (last_id or 0) + 1, (last_id or 0) + 1 + int(inserts)])
+        duck.execute("COMMIT")
+    except BaseException:
+        duck.execute("ROLLBACK")
+        raise
+    finally:
+        duck.close()
+    refresh_table_stats((database, schema, "ORDERS"))  # LAST_ALTERED moves: a sync will not be skipped
+    return {"inserted": int(inserts), "updated": len(updated), "deleted": len(deleted)}

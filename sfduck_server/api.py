@@ -36,7 +36,7 @@ from sfduck_core.errors import (
     UnsafeFilterError,
 )
 from sfduck_core.service import LoginRefusedError, Principal, Service
-from sfduck_core.store import JOB_STATUSES, JobQuery
+from sfduck_core.store import JobQuery
 from sfduck_server import schemas as s
 
 API_PREFIX = "/api/v1"
@@ -240,7 +240,7 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
     @api.get("/sync/jobs", response_model=s.JobPage, tags=["sync"])
     def jobs(svc: Svc, _: Reader,
              table_id: str | None = None, schema_name: str | None = None, table_name: str | None = None,
-             status: Annotated[str | None, Query(description=f"one of {', '.join(JOB_STATUSES)}")] = None,
+             status: Annotated[s.JobStatus | None, Query(description=s.JOB_STATUS_HELP)] = None,
              trigger: Annotated[str | None, Query(description="cli, dashboard, api or schedule")] = None,
              started_by: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 100,

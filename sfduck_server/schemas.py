@@ -11,6 +11,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Strategy = Literal["full", "incremental"]
+# sfduck_core.job_status.JOB_STATUSES, spelled out for the OpenAPI schema (a test keeps them equal)
+JobStatus = Literal["pending", "running", "completed", "skipped", "failed", "cancelled"]
+JOB_STATUS_HELP = ("pending or running: not finished; completed: the changes were copied; skipped: nothing had "
+                   "changed since the last successful sync, so nothing was copied and the copy is still current; "
+                   "failed or cancelled: the table was left as it was before the sync")
 Transport = Literal["auto", "stage", "arrow"]
 Name = Field(min_length=1, max_length=255)
 
@@ -75,7 +80,7 @@ class StartIn(Strict):
 
 class StartOut(BaseModel):
     sync_id: str
-    status: str
+    status: JobStatus = Field(description=JOB_STATUS_HELP)
 
 
 class StartAllIn(Strict):
@@ -108,7 +113,7 @@ class JobOut(BaseModel):
     table_name: str
     strategy: str
     transport: str
-    status: str
+    status: JobStatus = Field(description=JOB_STATUS_HELP)
     created_at: str | None
     started_at: str | None
     completed_at: str | None

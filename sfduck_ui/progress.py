@@ -73,6 +73,10 @@ def _render_finished(bg: BackgroundSync) -> None:
         return
     job = bg.result or {}
     stats = job.get("stats") or {}
+    if job.get("status") == "skipped":
+        st.info(f"Skipped {table}: nothing changed in Snowflake since the last successful sync, so the copy is "
+                "still current (tick \"Sync even if unchanged\" to sync anyway).", icon=":material/skip_next:")
+        return
     rows = stats.get("rows_processed")
     duration = stats.get("duration_s")
     with st.status(f"Synced {table}", state="complete", expanded=True):

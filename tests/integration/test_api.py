@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from sfduck_core.config import Settings
 from sfduck_core.engine import SyncRequest
 from sfduck_core.files import make_private
+from sfduck_core.job_status import JOB_STATUSES
 from sfduck_core.service import Service, build_service
 from sfduck_core.store import JobQuery
 from sfduck_core.users import hash_password
@@ -220,6 +221,25 @@ def test_jobs_are_filtered_and_paged(api: TestClient, service: Service, emulator
     assert api.get("/sync/jobs", headers=admin, params={"table_name": "Mixed Case"}).json()["total"] == 1
     assert api.get("/sync/jobs", headers=admin, params={"since": "2999-01-01T00:00:00"}).json()["total"] == 0
     assert api.get("/sync/jobs", headers=admin, params={"started_by": "ops"}).json()["total"] == 2
+
+
+def test_a_sync_that_found_nothing_changed_is_listed_as_skipped(api: TestClient, service: Service,
+                                                                emulator: EmulatorSettings) -> None:
+    admin = token(api, "ops")
+    reg = service.engine.register(emulator.schema, "EMPTY_TABLE")
+    body = {"table_name": "EMPTY_TABLE", "schema_name": emulator.schema}
+    first = wait_for_end(api, admin, api.post("/sync/start", headers=admin, json=body).json()["sync_id"])
+    second = wait_for_end(api, admin, api.post("/sync/start", headers=admin, json=body).json()["sync_id"])
+    assert (first["status"], second["status"]) == ("completed", "skipped")
+    skipped = api.get("/sync/jobs", headers=admin, params={"status": "skipped"}).json()
+    assert [j["sync_id"] for j in skipped["jobs"]] == [second["sync_id"]]
+    assert api.get("/sync/jobs", headers=admin, params={"status": "completed"}).json()["total"] == 1
+    table = api.get(f"/sync/tables/status/{reg.table_id}", headers=admin).json()["sync_status"]
+    assert table["last_status"] == "skipped" and table["last_success_sync_id"] == second["sync_id"]
+    refused = api.get("/sync/jobs", headers=admin, params={"status": "done"})
+    assert refused.status_code == 422 and "skipped" in refused.text
+    documented = api.get("/openapi.json").json()["components"]["schemas"]["JobOut"]["properties"]["status"]
+    assert tuple(documented["enum"]) == JOB_STATUSES and "nothing had changed" in documented["description"]
 
 
 def test_unreachable_snowflake_is_503(tmp_path: Path, settings: Settings) -> None:

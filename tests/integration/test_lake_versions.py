@@ -115,6 +115,23 @@ def test_a_restore_refuses_bad_requests_and_changes_nothing(engine: SyncEngine, 
         file_engine.restore(schema, table, jobs[0]["sync_id"])
 
 
+def test_a_skipped_sync_is_no_version_of_its_own(engine: SyncEngine, versions) -> None:
+    """A skip copied nothing: Preview does not offer it "as of", and a restore of it says which to pick."""
+    schema, table, jobs, signatures = versions
+    skipped = engine.sync(SyncRequest(schema, table, strategy="incremental"))
+    assert skipped["status"] == "skipped"
+    assert [j["sync_id"] for j in sync_versions(engine.store, schema, table)] == [j["sync_id"] for j in jobs[::-1]]
+    with pytest.raises(SfduckError, match="was skipped .nothing had changed.* restore the completed sync before it"):
+        engine.restore(schema, table, skipped["sync_id"])
+    assert signature(engine, schema, table) == signatures[2]
+
+    # nor does it count as one of the versions retention keeps: the last two completed syncs stay readable
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    apply_retention(engine.store, RetentionPolicy(keep_versions=2, keep_days=7), moment=later)
+    assert [j["sync_id"] for j in sync_versions(engine.store, schema, table)] == [jobs[2]["sync_id"], jobs[1]["sync_id"]]
+    assert signature(engine, schema, table) == signatures[2]
+
+
 def test_retention_keeps_the_last_versions_of_each_table(engine: SyncEngine, versions) -> None:
     schema, table, jobs, signatures = versions
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)  # every snapshot is then older than a week

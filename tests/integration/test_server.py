@@ -112,6 +112,8 @@ def test_the_cli_drives_the_running_server(server: Server, emulator: EmulatorSet
     assert job["status"] == "completed" and job["trigger"] == "cli" and job["started_by"] == "ops"
     assert json.loads(cli("status", job["sync_id"]).stdout)["sync_id"] == job["sync_id"]
     assert [j["sync_id"] for j in json.loads(cli("history", emulator.schema, "ORDERS").stdout)] == [job["sync_id"]]
+    again = cli("sync", emulator.schema, "ORDERS")  # unchanged since: skipped, a success for the exit code
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "skipped", again.stderr
     bad = cli("sync", emulator.schema, "NOT_REGISTERED")
     assert bad.returncode == 1 and bad.stderr.startswith("error: The server refused (409)")
     assert "Traceback" not in bad.stderr

@@ -136,11 +136,15 @@ def test_unchanged_table_is_skipped_unless_forced(engine: SyncEngine, emulator: 
     sf.cursor().execute(f'INSERT INTO "{schema}"."{table}" VALUES (1, \'a\'), (2, \'b\')')
     assert sync(engine, schema, table)["stats"]["skipped"] is False
     skipped = sync(engine, schema, table)
-    assert skipped["stats"]["skipped"] is True and skipped["transport"] == "none"
+    assert skipped["status"] == "skipped" and skipped["transport"] == "none"
+    assert skipped["stats"]["skipped"] is True and skipped["stats"]["rows_processed"] == 0
+    status = engine.store.sync_status(schema, table)
+    assert status["last_status"] == "skipped" and status["last_success_sync_id"] == skipped["sync_id"]
+    assert sync(engine, schema, table)["status"] == "skipped"  # a skip is a success: the next one skips too
     assert "unload_s" not in skipped["stats"] and "query_s" not in skipped["stats"]
     sf.cursor().execute(f'UPDATE "{schema}"."{table}" SET NAME = \'c\' WHERE ID = 1')  # same row count
     changed = sync(engine, schema, table)
-    assert changed["stats"]["skipped"] is False
+    assert changed["stats"]["skipped"] is False and changed["status"] == "completed"
     assert read_table(engine, schema, table, "ID") == [(1, "c"), (2, "b")]
     assert sync(engine, schema, table, force=True)["stats"]["skipped"] is False
 

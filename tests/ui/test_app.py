@@ -407,7 +407,7 @@ def test_history_and_preview_after_a_sync(ui_env: Path) -> None:
     button(at, "Run query").click()
     at.run()
     assert_clean(at)
-    assert at.dataframe[-1].value["n"].tolist() == [jobs[0]["stats"]["rows_processed"]]
+    assert at.dataframe[-1].value["n"].tolist() == [str(jobs[0]["stats"]["rows_processed"])]
     downloads = [d.proto.label for d in at.get("download_button")]
     assert downloads == ["Download CSV", "Download Parquet"]
 
@@ -477,7 +477,7 @@ def test_sql_box_shows_types_that_pandas_cannot_as_text(ui_env: Path) -> None:
     row = at.dataframe[-1].value.iloc[0].to_dict()
     assert (row["iv"], row["un"], row["d_inf"], row["mp"], row["li"]) == ("1 day 02:00:00", "2", "infinity",
                                                                            "{k=1}", "[1, 2]")
-    assert row["n"] == 7
+    assert row["n"] == "7" and row["bl"] == "0x00" and row["hi"] == "170141183460469231731687303715884105727"
     assert [d.proto.label for d in at.get("download_button")] == ["Download CSV", "Download Parquet"]
 
 
@@ -511,7 +511,7 @@ def test_sql_box_refuses_a_second_query_of_the_same_user(ui_env: Path) -> None:
         run_sql(at, "SELECT 1 AS x")
     assert "You already have a query running" in at.error[0].value
     run_sql(at, "SELECT 1 AS x")
-    assert not at.error and at.dataframe[-1].value["x"].tolist() == [1]
+    assert not at.error and at.dataframe[-1].value["x"].tolist() == ["1"]
 
 
 def test_summary_only_on_request_and_computed_once(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -534,7 +534,7 @@ def test_sql_box_with_a_relative_database_path(ui_env: Path, monkeypatch: pytest
     monkeypatch.setenv("SFDUCK_DUCKDB_PATH", "sfduck.duckdb")  # relative to ui_env, the cwd
     at = run_sql(preview_as_analyst(ui_env), f'SELECT count(*) AS n FROM "{DEMO_SCHEMA}"."WIDE"')
     assert not at.error, texts(at)
-    assert at.dataframe[-1].value["n"].tolist() == [3000]
+    assert at.dataframe[-1].value["n"].tolist() == ["3000"]
 
 
 # --- schedules and "sync everything" ----------------------------------------------------------------

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from sfduck_core import preview
+from sfduck_core import display, preview
 from sfduck_core.errors import SfduckError, StoreBusyError
 from sfduck_core.preview import (
     QueryRefusedError,
@@ -46,11 +46,24 @@ def tables_in(path: Path) -> list[tuple[str, str]]:
 def test_fixed_previews(db: Path) -> None:
     store = Store(db)
     rows = first_rows(store, SCHEMA, TABLE, limit=5)
-    assert list(rows.columns) == ["id", "bucket", "label"] and len(rows) == 5
+    assert rows.column_names == ["id", "bucket", "label"] and rows.num_rows == 5
     assert row_count(store, SCHEMA, TABLE) == 2500
-    summary = summarize(store, SCHEMA, TABLE)
+    summary = summarize(store, SCHEMA, TABLE).to_pandas()
     assert set(summary["column_name"]) == {"id", "bucket", "label"}
     assert summary.set_index("column_name").loc["bucket", "max"] == "6"
+
+
+def test_first_rows_mark_json_and_summarize_a_time_ns_column(db: Path) -> None:
+    """A synced TIME(9) is a TIME_NS, which DuckDB's SUMMARIZE cannot average: its exact min and max."""
+    store = Store(db)
+    with store.connect() as con:
+        con.execute(f'CREATE TABLE "{SCHEMA}"."T" AS SELECT TIME_NS \'12:00:00.123456789\' AS "t m", '
+                    "'{\"a\":1}'::JSON AS js, 1 AS n UNION ALL SELECT TIME_NS '08:00:00', NULL, 2")
+    assert display.exact_table(first_rows(store, SCHEMA, "T")).column("js").to_pylist() == ['{"a": 1}', None]
+    summary = summarize(store, SCHEMA, "T").to_pandas().set_index("column_name")
+    assert (summary.loc["t m", "column_type"], summary.loc["t m", "min"], summary.loc["t m", "max"]) == (
+        "TIME_NS", "08:00:00", "12:00:00.123456789")
+    assert summary.loc["n", "avg"] == "1.5"
 
 
 def test_preview_of_a_table_never_synced_says_what_to_do(db: Path) -> None:

@@ -361,9 +361,8 @@ def test_summary_is_computed_once_per_table_and_sync(db: Path, monkeypatch: pyte
     monkeypatch.setattr(preview, "summarize", counted)
     store = Store(db)
     first = cached_summary(store, SCHEMA, TABLE, "sync-1")
-    first.loc[0, "column_name"] = "changed by the caller"
-    again = cached_summary(store, SCHEMA, TABLE, "sync-1")
-    assert len(calls) == 1 and set(again["column_name"]) == {"id", "bucket"}
+    again = cached_summary(store, SCHEMA, TABLE, "sync-1")  # an Arrow table: no caller can change it
+    assert len(calls) == 1 and again.equals(first) and set(again["column_name"].to_pylist()) == {"id", "bucket"}
     cached_summary(store, SCHEMA, TABLE, "sync-2")
     assert len(calls) == 2
 

@@ -117,3 +117,63 @@ def test_one_file_never_mixes_two_snowflakes(tmp_path: Path) -> None:
     store.claim_source("acme")
     with pytest.raises(ConfigError, match="holds tables from the Snowflake account 'acme'.*demo emulator"):
         store.claim_source("demo")
+
+
+@pytest.mark.parametrize("kind", ["file", "lake"])
+def test_old_skipped_syncs_read_as_skipped_after_the_migration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               kind: str) -> None:
+    """Before `skipped` was a status, a skip ended `completed` with `skipped: true` in its stats;
+    an existing file or lake gets those jobs (and the table's last status) renamed, nothing else."""
+    import sfduck_core.store as store_module
+    from sfduck_core.config import parse_target
+
+    renaming = next(i for i, m in enumerate(MIGRATIONS) if "SET status = 'skipped'" in m[0])
+    target = (parse_target(f"ducklake:sqlite:{tmp_path / 'c.sqlite'}", str(tmp_path / "d"), Path)
+              if kind == "lake" else None)
+
+    def open_store() -> Store:
+        return Store(tmp_path / "old.duckdb", target=target)
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:renaming])
+    monkeypatch.setattr(store_module, "_migrated", set())
+    old = open_store()
+    ids: dict[str, str] = {}
+    # T: a full sync then a skip; U: a skip then a full sync; V: a full sync, a skip, then a failure
+    for table, runs in (("T", ["full", "skip"]), ("U", ["skip", "full"]), ("V", ["full", "skip", "fail"])):
+        reg = old.upsert_registration("S", table, incremental_key=None, primary_key=(), detect_deletes=False,
+                                      include_columns=(), exclude_columns=())
+        for run in runs:
+            sync_id = ids[f"{table}_{run}"] = old.start_job(reg, "full", "auto", None)
+            if run == "fail":
+                old.fail_job(reg, sync_id, "boom", {"skipped": True})
+            else:
+                with old.connect() as con:
+                    old.complete_job(con, reg, sync_id, {"skipped": run == "skip"}, "none")
+            old.finish(sync_id)
+    assert {job["status"] for job in old.history()} == {"completed", "failed"}
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(store_module, "_migrated", set())
+    new = open_store()
+    statuses = {job["sync_id"]: job["status"] for job in new.history()}
+    expected = {"full": "completed", "skip": "skipped", "fail": "failed"}
+    assert statuses == {sync_id: expected[label.split("_")[1]] for label, sync_id in ids.items()}
+    last = {table: new.sync_status("S", table) for table in "TUV"}
+    assert {table: status["last_status"] for table, status in last.items()} == {
+        "T": "skipped", "U": "completed", "V": "failed"}
+    assert last["T"]["last_success_sync_id"] == ids["T_skip"]  # still the copy's last confirmation
+
+
+def test_a_skip_is_a_success_for_the_tables_status_and_only_a_success_is_recorded_so(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+                                    include_columns=(), exclude_columns=())
+    sync_id = store.start_job(reg, "full", "auto", None)
+    with store.connect() as con:
+        store.complete_job(con, reg, sync_id, {"skipped": True}, "none", status="skipped")
+        with pytest.raises(ValueError, match="not 'failed'"):
+            store.complete_job(con, reg, sync_id, {}, "none", status="failed")
+    store.finish(sync_id)
+    status = store.sync_status("S", "T")
+    assert (status["last_status"], status["last_success_sync_id"]) == ("skipped", sync_id)
+    assert store.get_job(sync_id)["status"] == "skipped"
