@@ -9,6 +9,7 @@ finds the file busy retries for a bounded time before failing with a clear messa
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import datetime as dt
@@ -441,6 +442,22 @@ class _WarmDatabases:
 
 
 WARM = _WarmDatabases()
+
+
+def _close_databases_at_exit() -> None:
+    """A DuckDB instance still open when the interpreter tears itself down is destroyed while its
+    threads' owners are already gone, which aborts a process that ended cleanly ("terminate called
+    without an active exception", exit status 134): close them while the runtime is whole."""
+    WARM.release()
+    with _attached_lock:
+        lakes = list(_ATTACHED_LAKES.values())
+        _ATTACHED_LAKES.clear()
+    for base in lakes:
+        with contextlib.suppress(duckdb.Error):
+            base.close()
+
+
+atexit.register(_close_databases_at_exit)
 
 
 @dataclass(frozen=True)
