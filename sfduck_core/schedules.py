@@ -23,6 +23,7 @@ from cronsim import CronSim, CronSimError
 
 from sfduck_core.engine import STRATEGIES, SyncRequest
 from sfduck_core.errors import JobNotFoundError, SfduckError, SyncAlreadyRunningError
+from sfduck_core.humanize import human_interval
 from sfduck_core.store import META, Registration, Store, now
 
 MIN_INTERVAL_S = 60
@@ -62,8 +63,9 @@ class Schedule:
 
     @property
     def when(self) -> str:
-        """How a person reads the timing: `cron 0 6 * * * (Europe/Paris)` or `every 900 s`."""
-        return f"cron {self.cron} ({self.timezone})" if self.cron else f"every {self.interval_s} s"
+        """How a person reads the timing: `cron 0 6 * * * (Europe/Paris)`, or an interval in the unit it
+        was entered in (`every 15 min`, `every 2 h`)."""
+        return f"cron {self.cron} ({self.timezone})" if self.cron else f"every {human_interval(self.interval_s or 0)}"
 
     def next_after(self, moment: dt.datetime) -> dt.datetime:
         """The first due time strictly after `moment`, in UTC."""
@@ -71,6 +73,14 @@ class Schedule:
             return next_cron_time(self.cron, moment, self.timezone)
         assert self.interval_s
         return moment + dt.timedelta(seconds=self.interval_s)
+
+    def next_runs(self, moment: dt.datetime, count: int = 3) -> list[dt.datetime]:
+        """The next `count` due times after `moment` (the first is `next_run_at` when it is later)."""
+        first = self.next_run_at if self.next_run_at and self.next_run_at > moment else self.next_after(moment)
+        runs = [first]
+        while len(runs) < count:
+            runs.append(self.next_after(runs[-1]))
+        return runs
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
