@@ -14,7 +14,7 @@ import datetime as dt
 
 import streamlit as st
 
-from sfduck_core.history import CHART_BUCKETS, chart_bucket, daily_summary, jobs_table
+from sfduck_core.history import CHART_BUCKETS, chart_bucket, daily_summary, history_facets, jobs_table
 from sfduck_core.humanize import human_bytes
 from sfduck_core.store import JobQuery
 from sfduck_ui import charts
@@ -25,7 +25,7 @@ ANYONE = "(anyone)"
 
 st.title("History")
 store = ctx.engine.store
-facets = load_or_stop("reading the sync history", store.job_facets)
+facets = load_or_stop("reading the sync history", history_facets, store)
 if not facets["tables"]:
     st.info("No sync has run yet. Start one from the **Board** or the Sync page (or let a schedule run): every "
             "sync, from the dashboard, the API, a schedule or the command line, is charted here.",
@@ -79,20 +79,20 @@ st.dataframe(shown, hide_index=True, width="stretch",
              column_config={"created_at": st.column_config.DatetimeColumn("queued at (UTC)",
                                                                            format="YYYY-MM-DD HH:mm:ss"),
                             "rows": st.column_config.NumberColumn(format="localized"),
-                            "rows_per_s": st.column_config.NumberColumn("rows/s", format="localized"),
                             "trigger": st.column_config.TextColumn("started from"),
                             "started_by": st.column_config.TextColumn("started by"),
                             "error_message": st.column_config.TextColumn("error")})
 
 st.subheader("Job detail")
 linked = st.query_params.get("job")  # from the board's "open in History"
-job_ids = list(shown["sync_id"])
-if linked and linked not in job_ids and store.get_job(linked):
+by_id = {job["sync_id"]: job for job in jobs}
+job_ids = list(by_id)
+if linked and linked not in by_id and (linked_job := store.get_job(linked)):
+    by_id[linked] = linked_job
     job_ids.insert(0, linked)
 labels = {sid: f"{r.created_at:%Y-%m-%d %H:%M:%S} · {r.table} · {r.status} · {sid[:8]}"
           for sid, r in zip(shown["sync_id"], shown.itertuples(), strict=True)}
 chosen = st.selectbox("Job", job_ids, index=job_ids.index(linked) if linked in job_ids else 0,
                       format_func=lambda sid: labels.get(sid, f"linked job {sid[:8]}"))
-job = load_or_stop("reading the job", store.get_job, chosen) if chosen else None
-if job:
-    charts.job_detail(job)
+if chosen:
+    charts.job_detail(by_id[chosen])

@@ -36,8 +36,8 @@ from sfduck_ui.layout import load_or_stop
 LIVE_EVERY = "1s"
 IDLE_EVERY = "3s"
 ERROR_CHARS = 90
-COLUMNS = [2.6, 1.3, 1.3, 1.1, 1.3, 3.6, 0.9]
-HEADERS = ["Table", "Status", "Last sync ended", "Rows", "Next run", "Last error / progress", ""]
+COLUMNS = [2.1, 1.6, 1.2, 1.1, 1.3, 2.9, 1.3]
+HEADERS = ["Table", "Status", "Last sync", "Rows", "Next run", "Progress / last error", ""]
 
 
 def _now() -> dt.datetime:
@@ -119,8 +119,9 @@ def _start(ctx: AppContext, viewer: Viewer, row: BoardRow) -> None:
 
 def _render_row(ctx: AppContext, viewer: Viewer, row: BoardRow, now: dt.datetime) -> None:
     with st.container(border=True, key=f"board_row_{row.table_id}"):
-        cells = st.columns(COLUMNS, vertical_alignment="center")
-        cells[0].markdown(f"**{row.label}**" + (f"  \n:gray[{row.schedule}]" if row.schedule else ""))
+        cells = st.columns(COLUMNS, vertical_alignment="center", gap="small")
+        cells[0].markdown(f"**{row.table_name}**  \n:gray[:small[{row.schema_name}"
+                          + (f" · {row.schedule}" if row.schedule else "") + "]]")
         cells[1].markdown(look.badge(row.status))
         cells[2].markdown(_hover(relative_time(row.last_ended_at, now), exact_time(row.last_ended_at))
                           if row.last_ended_at else ":gray[never]", unsafe_allow_html=True)
@@ -129,7 +130,7 @@ def _render_row(ctx: AppContext, viewer: Viewer, row: BoardRow, now: dt.datetime
             cells[4].markdown(_hover(relative_time(row.next_run_at, now), exact_time(row.next_run_at)),
                               unsafe_allow_html=True)
         else:
-            cells[4].markdown(":gray[paused]" if row.status == "paused" else ":gray[not scheduled]")
+            cells[4].markdown(":gray[paused]" if row.status == "paused" else ":gray[no schedule]")
         if row.status in ACTIVE_STATUSES:
             _progress_cell(cells[5], ctx, row)
         else:
@@ -149,9 +150,10 @@ def _render_rows(ctx: AppContext, viewer: Viewer, statuses: list[str], schemas: 
     if message := st.session_state.pop("_board_started", None):
         st.toast(message, icon=":material/sync:")
     shown = filter_rows(rows, statuses, schemas)
-    header = st.columns(COLUMNS)
-    for cell, title in zip(header, HEADERS, strict=True):
-        cell.caption(f"**{title}**" if title else "")
+    with st.container(key="board_header"):
+        header = st.columns(COLUMNS, gap="small")
+        for cell, title in zip(header, HEADERS, strict=True):
+            cell.markdown(title)
     for row in shown:
         _render_row(ctx, viewer, row, now)
     if not shown:

@@ -23,17 +23,32 @@ BRAND_LIGHT = "#7FC4D3"
 PHASE_COLORS = {"unload": "#0E7490", "query": "#0E7490", "download": "#2BA3B8", "load": "#5CC1D1",
                 "merge": "#9ED9E2", "swap": "#9ED9E2"}
 HEIGHT = 320
+HALF_WIDTH_TICKS = 6  # a chart in half the page: fewer dates, so they stay level and readable
 
 
 def _layout(fig: go.Figure, title: str, since: dt.date, until: dt.date, bucket: str, y_title: str,
-            y_format: str = ",d") -> go.Figure:
+            y_format: str = ",d", max_ticks: int = 12) -> go.Figure:
     fig.update_layout(title={"text": title, "x": 0, "xanchor": "left"}, height=HEIGHT,
                       margin={"l": 10, "r": 10, "t": 60, "b": 10}, barmode="stack", bargap=0,
                       legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right",
                               "title": None},
-                      hovermode="x unified", xaxis=date_axis(since, until, bucket).as_layout())
+                      hovermode="x unified", xaxis=date_axis(since, until, bucket, max_ticks).as_layout())
     fig.update_yaxes(title=y_title, tickformat=y_format, rangemode="tozero")
+    if y_format == ",d":  # counts: whole-number ticks only (plotly would put two "1"s at 0.5 and 1)
+        fig.update_yaxes(tick0=0, dtick=_count_step(fig))
     return fig
+
+
+def _count_step(fig: go.Figure) -> int | None:
+    """1 for small counts, else plotly's own choice (None)."""
+    stacked: dict[Any, float] = {}
+    for trace in fig.data:
+        for x, y in zip(trace.x if trace.x is not None else [], trace.y if trace.y is not None else [],
+                        strict=False):
+            if y is not None and y == y:  # not NaN
+                stacked[x] = stacked.get(x, 0.0) + float(y)
+    largest = max(stacked.values(), default=0.0)
+    return 1 if largest <= 8 else None
 
 
 def syncs_by_status(summary: pd.DataFrame, since: dt.date, until: dt.date, bucket: str) -> go.Figure:
@@ -59,22 +74,24 @@ def rows_per_bucket(summary: pd.DataFrame, since: dt.date, until: dt.date, bucke
         middles, width = bar_middles(done["bucket"], bucket)
         fig.add_bar(x=middles, y=done["rows"], width=width, name="rows", marker_color=BRAND,
                     hovertemplate="%{y:,} rows<extra></extra>")
-    return _layout(fig, f"Rows synced per {bucket}", since, until, bucket, "rows")
+    return _layout(fig, f"Rows synced per {bucket}", since, until, bucket, "rows", max_ticks=HALF_WIDTH_TICKS)
 
 
 def duration_per_bucket(summary: pd.DataFrame, since: dt.date, until: dt.date, bucket: str) -> go.Figure:
-    """Average and longest sync duration per bucket, in seconds, minutes or hours by their size."""
+    """Average sync duration per bucket (bars) and the longest (marks), in s, min or h by their size."""
     grouped = per_bucket(summary)
     divisor, unit = duration_unit(grouped["max_duration_s"].max() if not grouped.empty else None)
     fig = go.Figure()
     if not grouped.empty:
-        middles, _ = bar_middles(grouped["bucket"], bucket)
-        fig.add_scatter(x=middles, y=grouped["avg_duration_s"] / divisor, name="average", mode="lines+markers",
-                        line={"color": BRAND}, hovertemplate=f"average %{{y:,.1f}} {unit}<extra></extra>")
-        fig.add_scatter(x=middles, y=grouped["max_duration_s"] / divisor, name="longest", mode="lines+markers",
-                        line={"color": BRAND_LIGHT, "dash": "dot"},
+        middles, width = bar_middles(grouped["bucket"], bucket)
+        fig.add_bar(x=middles, y=grouped["avg_duration_s"] / divisor, width=width, name="average",
+                    marker_color=BRAND, hovertemplate=f"average %{{y:,.1f}} {unit}<extra></extra>")
+        fig.add_scatter(x=middles, y=grouped["max_duration_s"] / divisor, name="longest", mode="markers",
+                        marker={"color": BRAND_LIGHT, "symbol": "line-ew-open", "size": 14,
+                                "line": {"width": 3, "color": BRAND_LIGHT}},
                         hovertemplate=f"longest %{{y:,.1f}} {unit}<extra></extra>")
-    return _layout(fig, f"Sync duration per {bucket} ({unit})", since, until, bucket, unit, y_format=",.3~f")
+    return _layout(fig, f"Sync duration per {bucket} ({unit})", since, until, bucket, unit, y_format=",.3~f",
+                   max_ticks=HALF_WIDTH_TICKS)
 
 
 def phase_chart(job: dict[str, Any]) -> go.Figure | None:
@@ -88,10 +105,12 @@ def phase_chart(job: dict[str, Any]) -> go.Figure | None:
     for name, start, seconds in phases:
         fig.add_bar(y=["phases"], x=[seconds / divisor], base=[start / divisor], orientation="h", name=name,
                     marker_color=PHASE_COLORS.get(name, BRAND_LIGHT), text=[f"{name} {human_duration(seconds)}"],
-                    textposition="inside", insidetextanchor="middle",
+                    textposition="inside", insidetextanchor="middle", textangle=0,
                     hovertemplate=f"{name}: {human_duration(seconds)}<extra></extra>")
-    fig.update_layout(height=150, barmode="overlay", showlegend=False, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title={"text": f"Phases ({human_duration(total)} in all)", "x": 0})
+    fig.update_layout(height=170, barmode="overlay", margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title={"text": f"Phases ({human_duration(total)} in all)", "x": 0},
+                      uniformtext={"minsize": 10, "mode": "hide"},  # a phase too short to label: see the legend
+                      legend={"orientation": "h", "y": 1.15, "yanchor": "bottom", "x": 1, "xanchor": "right"})
     fig.update_yaxes(visible=False)
     fig.update_xaxes(title=unit, rangemode="tozero")
     return fig

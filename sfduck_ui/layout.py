@@ -55,6 +55,10 @@ def configure_page() -> None:
     """Same title, icon, logo and wide layout whether the entrypoint or a page file runs first."""
     st.set_page_config(page_title="sfduck", page_icon=str(ASSETS / "mark.svg"), layout="wide")
     st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "mark.svg"), size="large")
+    st.html(_STYLE)
+
+
+_STYLE = f"<style>{(ASSETS / 'style.css').read_text()}</style>"
 
 
 _FLASH_KEY = "_sfduck_flash"

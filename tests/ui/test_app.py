@@ -601,3 +601,26 @@ def test_analyst_cannot_open_the_connection_page(ui_env: Path) -> None:
     assert_clean(direct)
     assert "needs the admin role" in direct.error[0].value
     assert not [b for b in direct.button if b.label == "Run checks"]
+
+
+def test_a_schedule_entered_in_minutes_reads_back_in_minutes_with_its_next_three_runs(ui_env: Path) -> None:
+    at = logged_in("admin")
+    register(at, "ORDERS")
+    open_page(at, "pages/schedules.py")
+    assert [t.label for t in at.text_input] == ["Cron expression", "Time zone of the cron expression"]
+    assert not [n for n in at.number_input if n.label == "Every (minutes)"]  # only what the timing needs
+    [kind] = [r for r in at.radio if r.label == "Timing"]
+    kind.set_value("every N minutes").run()
+    assert not [t for t in at.text_input if t.label == "Cron expression"]
+    [minutes] = [n for n in at.number_input if n.label == "Every (minutes)"]
+    minutes.set_value(15)
+    button(at, "Save schedule").click()
+    at.run()
+    assert_clean(at)
+    assert any("every 15 min; next runs" in s.value for s in at.success), texts(at)
+    table = at.dataframe[0].value
+    assert list(table["when"]) == ["every 15 min"]
+    assert len(table["next runs (UTC)"].iloc[0].split(", ")) == 3
+    assert re.search(r"Now: \*\*every 15 min\*\*, full\. Next three runs: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC(, )?){3}",
+                     texts(at))
+    assert [n.value for n in at.number_input if n.label == "Every (minutes)"] == [15]
