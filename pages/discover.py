@@ -129,7 +129,7 @@ registrations = load_or_stop("reading the registrations", engine.store.list_regi
 if not registrations:
     st.info("Nothing is registered yet: pick a table above and register it.", icon=":material/playlist_add:")
     st.stop()
-st.dataframe(pd.DataFrame([r.as_dict() for r in registrations]).drop(columns=["table_id"]),
+st.dataframe(pd.DataFrame([r.as_dict() for r in registrations]).drop(columns=["table_id", "full_sync_required"]),
              hide_index=True, width="stretch")
 active = {f"{r.schema_name}.{r.table_name}": r for r in registrations if r.status == "active"}
 if active:

@@ -50,6 +50,12 @@ def _hover(text: str, title: str) -> str:
             f"{html.escape(text, quote=False)}</span>")
 
 
+def _one_line(text: str, title: str) -> str:
+    """Text kept to one line (cut with an ellipsis at the cell's edge), whole on hover."""
+    return (f'<span title="{html.escape(title)}" style="display: block; white-space: nowrap; overflow: hidden; '
+            f'text-overflow: ellipsis">{html.escape(text, quote=False)}</span>')
+
+
 def _rows(ctx: AppContext) -> list[BoardRow]:
     rows = board_rows(ctx.engine.store, ctx.schedules.list())
     running = {(bg.request.schema_name, bg.request.table_name): bg for bg in ctx.syncs.running()}
@@ -96,8 +102,8 @@ def _error_cell(container: DeltaGenerator, row: BoardRow) -> None:
             container.caption(row.paused_reason)
         return
     short = line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 1] + "…"
-    text, details = container.columns([5, 1], vertical_alignment="center")
-    text.markdown(_hover(short, line), unsafe_allow_html=True)
+    text, details = container.columns([5, 1], vertical_alignment="center", gap="small")
+    text.markdown(_one_line(short, line), unsafe_allow_html=True)
     with details.popover("", icon=":material/open_in_full:", help="The whole error and the job's details"):
         st.markdown(f"**{row.label}**, sync `{row.error_sync_id}`")
         st.code(row.last_error or "", language=None, wrap_lines=True)

@@ -62,6 +62,7 @@ def syncs_by_status(summary: pd.DataFrame, since: dt.date, until: dt.date, bucke
             continue
         middles, width = bar_middles(part["bucket"], bucket)
         fig.add_bar(x=middles, y=part["jobs"], name=label, width=width, marker_color=colors.get(label, "#999999"),
+                    showlegend=True,
                     hovertemplate=f"%{{y:,}} {label}<extra></extra>")
     return _layout(fig, f"Syncs per {bucket}, by status", since, until, bucket, "syncs")
 

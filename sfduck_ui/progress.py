@@ -112,7 +112,10 @@ def render_recent(ctx: AppContext) -> None:
     frame["status"] = [look.label(job_status(job)) for job in jobs]
     st.caption(f"Recent syncs of every table ({total} in the last {RECENT_HOURS} h; all on the History page)")
     st.dataframe(frame, hide_index=True, width="stretch", key="recent_syncs",
-                 column_config={"trigger": st.column_config.TextColumn("started from"),
+                 column_config={"created_at": st.column_config.DatetimeColumn("queued at (UTC)",
+                                                                              format="YYYY-MM-DD HH:mm:ss"),
+                                "rows": st.column_config.NumberColumn(format="localized"),
+                                "trigger": st.column_config.TextColumn("started from"),
                                 "started_by": st.column_config.TextColumn("started by"),
                                 "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f")})
 

@@ -95,6 +95,7 @@ def browser() -> Iterator[Browser]:
 def shot(page: Page, name: str, full_page: bool = False) -> None:
     """What a 1280x800 window shows (or the whole page, scrolled)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(1, 1)  # no tooltip of whatever the last click left the pointer on
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
