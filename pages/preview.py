@@ -31,7 +31,9 @@ store = ctx.engine.store
 st.title("Preview")
 synced = load_or_stop("listing the synced tables", store.synced_tables)
 if not synced:
-    st.info("No table has been synced yet. Register a table, then sync it.")
+    st.info("No table has been synced yet: start a sync from the **Board** (register a table on Discover first). "
+            "Its rows show here once it has run.", icon=":material/table_view:")
+    st.page_link("pages/board.py", label="Go to the Board", icon=":material/dashboard:")
     st.stop()
 
 by_label = {f"{schema}.{table}": (schema, table) for schema, table in synced}
@@ -64,14 +66,23 @@ if as_of is not None and viewer.is_admin:
             status = store.sync_status(schema, table) or {}
             snapshot_id = None  # show what the table is now
 count = load_or_stop("counting rows", row_count, store, schema, table, snapshot_id)
+kept_in = "the lake" if store.is_lake else "DuckDB"
 metrics = st.columns(3)
-metrics[0].metric("Rows in DuckDB", f"{count:,}")
-metrics[1].metric("Last sync", status.get("last_status") or "never")
-source_rows = status.get("source_row_count")
-metrics[2].metric("Rows in Snowflake at that sync", "?" if source_rows is None else f"{source_rows:,}")
-last_success = status.get("last_success_at")
-st.caption(f"Last successful sync: {last_success[:19].replace('T', ' ')} UTC" if last_success
-           else "No successful sync recorded.")
+if snapshot_id is not None and as_of is not None:  # an earlier version: its own numbers, not today's
+    metrics[0].metric(f"Rows in {kept_in} at that version", f"{count:,}")
+    metrics[1].metric("That sync", f"{as_of['strategy']}, {as_of['status']}")
+    source_rows = (as_of.get("stats") or {}).get("total_rows")
+    metrics[2].metric("Rows in Snowflake at that sync", "?" if source_rows is None else f"{source_rows:,}")
+    st.caption(f"The version that sync {as_of['sync_id'][:8]} left in {kept_in} "
+               f"({as_of['completed_at'][:19].replace('T', ' ')} UTC, snapshot {snapshot_id}).")
+else:
+    metrics[0].metric(f"Rows in {kept_in}", f"{count:,}")
+    metrics[1].metric("Last sync", status.get("last_status") or "never")
+    source_rows = status.get("source_row_count")
+    metrics[2].metric("Rows in Snowflake at that sync", "?" if source_rows is None else f"{source_rows:,}")
+    last_success = status.get("last_success_at")
+    st.caption(f"Last successful sync: {last_success[:19].replace('T', ' ')} UTC" if last_success
+               else "No successful sync recorded.")
 
 rows_tab, summary_tab, status_tab, sql_tab, elsewhere_tab = st.tabs(
     ["First rows", "Summary", "Sync status", "SQL", "Open in your own DuckDB"])

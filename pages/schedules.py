@@ -5,30 +5,39 @@ from sfduck_ui.auth import require_page
 
 ctx, viewer = require_page("schedules")
 
+import datetime as dt
+
 import pandas as pd
 import streamlit as st
 
 from sfduck_core.engine import STRATEGIES
+from sfduck_core.humanize import exact_time
 from sfduck_core.users import ADMIN
 from sfduck_ui.layout import flash, load_or_stop, user_errors
+
+CRON, INTERVAL = "cron expression", "every N minutes"
 
 st.title("Schedules")
 st.caption("Scheduled syncs run in the server process (./scripts/dashboard.sh); a run that falls due while "
            "the table is syncing is skipped, runs missed while the server was down become one catch-up run, "
            f"and a schedule pauses itself after {ctx.settings.schedule_failure_limit} failed runs in a row.")
 schedules = load_or_stop("reading the schedules", ctx.schedules.list)
+now = dt.datetime.now(dt.UTC)
 if schedules:
     st.dataframe(pd.DataFrame([{
         "table": s.label, "when": s.when, "strategy": s.strategy, "enabled": s.enabled,
-        "next run (UTC)": s.next_run_at if s.enabled else None, "last run (UTC)": s.last_run_at,
-        "last outcome": s.last_outcome, "failures in a row": s.consecutive_failures,
-        "paused because": s.paused_reason, "changed by": s.updated_by,
-    } for s in schedules]), hide_index=True, width="stretch")
+        "next runs (UTC)": ", ".join(f"{t:%b %d %H:%M}" for t in s.next_runs(now)) if s.enabled else "paused",
+        "last run (UTC)": s.last_run_at, "last outcome": s.last_outcome,
+        "failures in a row": s.consecutive_failures, "paused because": s.paused_reason, "changed by": s.updated_by,
+    } for s in schedules]), hide_index=True, width="stretch",
+        column_config={"last run (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
     for s in schedules:
         if s.paused_reason:
             st.warning(f"{s.label}: {s.paused_reason}", icon=":material/pause_circle:")
 else:
-    st.info("No table has a schedule yet.")
+    st.info("No table has a schedule yet." + (" Give one a schedule below: it then syncs on its own, and the Board "
+                                              "shows its next run." if ADMIN in viewer.roles else ""),
+            icon=":material/schedule:")
 
 if ADMIN not in viewer.roles:
     st.stop()
@@ -44,25 +53,34 @@ st.subheader("Create or change a schedule")
 label = st.selectbox("Registered table", list(by_label), key="schedule_table")
 registration = by_label[label]
 current = existing.get(registration.table_id)
+if current is not None:
+    runs = ", ".join(exact_time(t) for t in current.next_runs(now)) if current.enabled else "none: it is paused"
+    st.caption(f"Now: **{current.when}**, {current.strategy}. Next three runs: {runs}.")
+# the timing kind sits outside the form, so only the field that means something for it is shown
+kind = st.radio("Timing", [CRON, INTERVAL], horizontal=True, key=f"schedule_kind_{registration.table_id}",
+                index=1 if current and current.interval_s else 0)
 with st.form("schedule_form"):
-    kind = st.radio("Timing", ["cron", "interval"], horizontal=True,
-                    index=1 if current and current.interval_s else 0)
-    cron = st.text_input("Cron expression", value=(current.cron if current and current.cron else "0 * * * *"),
-                         help="Five fields: minute hour day-of-month month day-of-week, e.g. */15 * * * *.")
-    timezone = st.text_input("Time zone of the cron expression", value=current.timezone if current else "UTC",
-                             help="An IANA name such as UTC or Europe/Paris.")
-    minutes = st.number_input("Interval (minutes)", min_value=1, max_value=527040, step=5,
-                              value=int((current.interval_s or 3600) / 60) if current else 60)
+    cron, timezone, minutes = None, "UTC", None
+    if kind == CRON:
+        cron = st.text_input("Cron expression", value=(current.cron if current and current.cron else "0 * * * *"),
+                             help="Five fields: minute hour day-of-month month day-of-week, e.g. */15 * * * *.")
+        timezone = st.text_input("Time zone of the cron expression", value=current.timezone if current else "UTC",
+                                 help="An IANA name such as UTC or Europe/Paris.")
+    else:
+        minutes = st.number_input("Every (minutes)", min_value=1, max_value=527040, step=5,
+                                  value=int((current.interval_s or 3600) / 60) if current else 60)
     strategy = st.radio("Strategy", STRATEGIES, horizontal=True,
                         index=STRATEGIES.index(current.strategy) if current else 0)
     enabled = st.checkbox("Enabled", value=current.enabled if current else True)
     save = st.form_submit_button("Save schedule", type="primary", icon=":material/schedule:")
 if save:
     with user_errors(f"saving the schedule of {label}"):
-        saved = ctx.schedules.save(registration, cron=cron if kind == "cron" else None, timezone=timezone,
-                                   interval_s=int(minutes * 60) if kind == "interval" else None,
+        saved = ctx.schedules.save(registration, cron=cron, timezone=timezone,
+                                   interval_s=int(minutes * 60) if minutes is not None else None,
                                    strategy=strategy, enabled=enabled, actor=viewer.username)
-        flash(f"Saved: {saved.label} {saved.when}; next run {saved.next_run_at:%Y-%m-%d %H:%M} UTC.")
+        runs = ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in saved.next_runs(dt.datetime.now(dt.UTC)))
+        flash(f"Saved: {saved.label} {saved.when}; next runs {runs} UTC." if saved.enabled
+              else f"Saved: {saved.label} {saved.when}, paused (tick Enabled to let it run).")
         st.rerun()
 
 if current is not None:

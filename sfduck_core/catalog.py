@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from sfduck_core.humanize import human_bytes as human_bytes  # where pages and doctor find it
 from sfduck_core.source import TableDescription, TableInfo
 from sfduck_core.store import Registration
 
@@ -30,17 +31,6 @@ class SyncEstimate:
         return f"{rows}, about {size} compressed, {self.columns} columns"
 
 
-def human_bytes(value: int | float | None) -> str:
-    if value is None:
-        return "?"
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size:,.1f} TB"
-
-
 def tables_overview(tables: list[TableInfo], registrations: list[Registration], schema: str) -> pd.DataFrame:
     """The schema's tables with Snowflake's statistics and whether sfduck has them registered."""
     active = {r.table_name for r in registrations if r.schema_name == schema and r.status == "active"}
@@ -48,11 +38,11 @@ def tables_overview(tables: list[TableInfo], registrations: list[Registration], 
         "table": info.table_name,
         "type": info.table_type,
         "rows": info.row_count,
-        "size_bytes": info.size_bytes,
+        "size": None if info.size_bytes is None else human_bytes(info.size_bytes),
         "last_modified": info.last_modified,
         "registered": info.table_name in active,
     } for info in tables]
-    return pd.DataFrame(rows, columns=["table", "type", "rows", "size_bytes", "last_modified", "registered"])
+    return pd.DataFrame(rows, columns=["table", "type", "rows", "size", "last_modified", "registered"])
 
 
 def search_tables(frame: pd.DataFrame, text: str) -> pd.DataFrame:

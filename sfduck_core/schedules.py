@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sfduck_core.cron import CronError, check_cron, next_cron_time
 from sfduck_core.engine import STRATEGIES, SyncRequest
 from sfduck_core.errors import JobNotFoundError, SfduckError, SyncAlreadyRunningError
+from sfduck_core.humanize import human_interval
 from sfduck_core.job_status import SUCCESS_STATUSES
 from sfduck_core.store import META, Registration, Store, now
 
@@ -57,8 +58,9 @@ class Schedule:
 
     @property
     def when(self) -> str:
-        """How a person reads the timing: `cron 0 6 * * * (Europe/Paris)` or `every 900 s`."""
-        return f"cron {self.cron} ({self.timezone})" if self.cron else f"every {self.interval_s} s"
+        """How a person reads the timing: `cron 0 6 * * * (Europe/Paris)`, or an interval in the unit it
+        was entered in (`every 15 min`, `every 2 h`)."""
+        return f"cron {self.cron} ({self.timezone})" if self.cron else f"every {human_interval(self.interval_s or 0)}"
 
     def next_after(self, moment: dt.datetime) -> dt.datetime:
         """The first due time strictly after `moment`, in UTC, and never sooner than MIN_INTERVAL_S
@@ -74,6 +76,14 @@ class Schedule:
     def earliest_run(self) -> dt.datetime | None:
         """The first moment the next run may start: MIN_INTERVAL_S after the last one started."""
         return self.last_run_at + dt.timedelta(seconds=MIN_INTERVAL_S) if self.last_run_at else None
+
+    def next_runs(self, moment: dt.datetime, count: int = 3) -> list[dt.datetime]:
+        """The next `count` due times after `moment` (the first is `next_run_at` when it is later)."""
+        first = self.next_run_at if self.next_run_at and self.next_run_at > moment else self.next_after(moment)
+        runs = [first]
+        while len(runs) < count:
+            runs.append(self.next_after(runs[-1]))
+        return runs
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from sfduck_core.errors import SourceError, SyncFailedError
 from sfduck_core.files import private_dir
+from sfduck_core.humanize import human_bytes
 from sfduck_core.source import SnowflakeSource, TableDescription
 from sfduck_core.sqlident import qualified
 from sfduck_core.store import Store
@@ -239,14 +240,6 @@ class Transfer:
 
 
 SPACE_MARGIN = 1.5  # Parquet and DuckDB's own format are about as compact as Snowflake's storage
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def existing_parent(path: Path) -> Path:

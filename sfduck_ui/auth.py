@@ -194,7 +194,6 @@ def logout(ctx: AppContext) -> None:
 
 def render_sidebar(ctx: AppContext, viewer: Viewer) -> None:
     with st.sidebar:
-        st.markdown("## :material/database: sfduck")
         for spec in allowed_pages(viewer.roles):
             try:
                 st.page_link(spec.path, label=spec.title, icon=spec.icon)

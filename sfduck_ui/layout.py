@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import streamlit as st
@@ -47,9 +48,17 @@ def load_or_stop(doing: str, fn: Callable[..., T], *args: object, **kwargs: obje
         raise  # unreachable: st.stop() raises
 
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
 def configure_page() -> None:
-    """Same title and wide layout whether the entrypoint or a page file runs first."""
-    st.set_page_config(page_title="sfduck", page_icon=":material/database:", layout="wide")
+    """Same title, icon, logo and wide layout whether the entrypoint or a page file runs first."""
+    st.set_page_config(page_title="sfduck", page_icon=str(ASSETS / "mark.svg"), layout="wide")
+    st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "mark.svg"), size="large")
+    st.html(_STYLE)
+
+
+_STYLE = f"<style>{(ASSETS / 'style.css').read_text()}</style>"
 
 
 _FLASH_KEY = "_sfduck_flash"

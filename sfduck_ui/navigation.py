@@ -1,4 +1,10 @@
-"""The dashboard's pages and which roles may open them: the single source for the gate and the menu."""
+"""The dashboard's pages and which roles may open them: the single source for the gate and the menu.
+
+Every page has a stable path (the board is `/`). Each role's menu lists only its pages, but every
+page is reachable by its address, so a bookmark of an admin page opened by an analyst says it
+needs the admin role instead of Streamlit's "Page not found". A page that moved keeps its old
+address as a forwarder (MOVED), so old bookmarks land on its new home.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +23,21 @@ class PageSpec:
     roles: frozenset[str]
 
 
+EVERYONE = frozenset({ADMIN, ANALYST})
+HOME = "board"  # the default page, served at "/"
+
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("pages/tables.py", "Tables", "tables", ":material/table_view:", frozenset({ADMIN, ANALYST})),
-    PageSpec("pages/register.py", "Register", "register", ":material/playlist_add:", frozenset({ADMIN})),
+    PageSpec("pages/board.py", "Board", HOME, ":material/dashboard:", EVERYONE),
+    PageSpec("pages/discover.py", "Discover", "discover", ":material/travel_explore:", EVERYONE),
     PageSpec("pages/sync.py", "Sync", "sync", ":material/sync:", frozenset({ADMIN})),
-    PageSpec("pages/schedules.py", "Schedules", "schedules", ":material/schedule:", frozenset({ADMIN, ANALYST})),
-    PageSpec("pages/history.py", "History", "history", ":material/monitoring:", frozenset({ADMIN, ANALYST})),
-    PageSpec("pages/preview.py", "Preview", "preview", ":material/preview:", frozenset({ADMIN, ANALYST})),
+    PageSpec("pages/schedules.py", "Schedules", "schedules", ":material/schedule:", EVERYONE),
+    PageSpec("pages/history.py", "History", "history", ":material/monitoring:", EVERYONE),
+    PageSpec("pages/preview.py", "Preview", "preview", ":material/table_view:", EVERYONE),
     PageSpec("pages/connection.py", "Connection", "connection", ":material/stethoscope:", frozenset({ADMIN})),
 )
+
+# old address -> the page that took over its job (each old address keeps a forwarding page file)
+MOVED: dict[str, str] = {"tables": "discover", "register": "discover"}
 
 
 def page_spec(url_path: str) -> PageSpec:
@@ -39,3 +51,8 @@ def allowed_pages(roles: Iterable[str]) -> list[PageSpec]:
     """The pages a user with `roles` may open, in menu order."""
     held = set(roles)
     return [spec for spec in PAGES if spec.roles & held]
+
+
+def forwarder_path(old_url_path: str) -> str:
+    """The page file that keeps an old address alive (pages/<old>.py)."""
+    return f"pages/{old_url_path}.py"

@@ -1,5 +1,5 @@
 """Live progress of background syncs (whoever started them: this page, the API, a schedule), the
-outcome of the ones this session started, and the recent jobs of every table.
+outcome of the ones this session started, and (drawn once per page run) the recent jobs of every table.
 
 While a sync runs, a fragment redraws its progress every second; when the last one ends it asks
 for one full rerun. While nothing runs, a slower fragment only watches for a sync started
@@ -13,10 +13,14 @@ import datetime as dt
 import streamlit as st
 
 from sfduck_core.background import BackgroundSync
-from sfduck_core.catalog import human_bytes, jobs_frame
+from sfduck_core.board import SKIPPED, job_status, live_progress
+from sfduck_core.catalog import jobs_frame
 from sfduck_core.errors import SfduckError
+from sfduck_core.history import job_fields
+from sfduck_core.humanize import human_bytes, human_duration
 from sfduck_core.progress import SyncProgress
 from sfduck_core.store import JobQuery
+from sfduck_ui import status as look
 from sfduck_ui.context import AppContext
 
 _MY_SYNCS_KEY = "_sfduck_my_syncs"
@@ -57,9 +61,14 @@ def _render_running(ctx: AppContext, bg: BackgroundSync) -> None:
             except SfduckError as exc:
                 st.warning(str(exc))
         st.progress(p.fraction or 0.0, text=p.message or p.phase)
+        started = (bg.job or {}).get("started_at")
+        live = live_progress(p, dt.datetime.fromisoformat(started) if isinstance(started, str) else None,
+                             dt.datetime.now(dt.UTC))
         rows_total = f"{p.rows_total:,}" if p.rows_total is not None else "?"
         st.caption(f"Phase: **{p.phase}** · rows {p.rows_done:,} of {rows_total}"
                    + (f" · file {p.files_done} of {p.files_total}" if p.files_total else "")
+                   + f" · {human_bytes(p.bytes_done)}"
+                   + (f" · about {human_duration(live.time_left_s)} left" if live.time_left_s is not None else "")
                    + f" · sync {bg.sync_id[:8]}")
 
 
@@ -78,20 +87,22 @@ def _render_finished(bg: BackgroundSync) -> None:
                 "still current (tick \"Sync even if unchanged\" to sync anyway).", icon=":material/skip_next:")
         return
     rows = stats.get("rows_processed")
-    duration = stats.get("duration_s")
-    with st.status(f"Synced {table}", state="complete", expanded=True):
+    skipped = job_status(job) == SKIPPED
+    title = f"Skipped {table}: nothing changed since the last sync" if skipped else f"Synced {table}"
+    with st.status(title, state="complete", expanded=True):
         cols = st.columns(4)
         cols[0].metric("Rows", "?" if rows is None else f"{rows:,}")
-        cols[1].metric("Duration", "?" if duration is None else f"{duration:.1f} s")
+        cols[1].metric("Duration", human_duration(stats.get("duration_s")))
         cols[2].metric("Transport", job.get("transport") or stats.get("transport") or "?")
         cols[3].metric("Transferred", human_bytes(stats.get("bytes_transferred")))
         if stats.get("fallback_reason"):
             st.caption(f"Note: {stats['fallback_reason']}")
         with st.expander("All statistics"):
-            st.json(job)
+            st.markdown("  \n".join(f"**{label}:** {value}" for label, value in job_fields(job)))
 
 
-def _render_recent(ctx: AppContext) -> None:
+def render_recent(ctx: AppContext) -> None:
+    """The last day's jobs of every table, newest first (all of them on the History page)."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=RECENT_HOURS)
     try:
         jobs, total = ctx.engine.store.find_jobs(JobQuery(since=since), limit=10)
@@ -102,16 +113,19 @@ def _render_recent(ctx: AppContext) -> None:
         return
     frame = jobs_frame(jobs)[["created_at", "table", "status", "trigger", "started_by", "rows", "duration_s",
                               "sync_id"]]
+    frame["status"] = [look.label(job_status(job)) for job in jobs]
     st.caption(f"Recent syncs of every table ({total} in the last {RECENT_HOURS} h; all on the History page)")
     st.dataframe(frame, hide_index=True, width="stretch", key="recent_syncs",
-                 column_config={"trigger": st.column_config.TextColumn("started from"),
+                 column_config={"created_at": st.column_config.DatetimeColumn("queued at (UTC)",
+                                                                              format="YYYY-MM-DD HH:mm:ss"),
+                                "rows": st.column_config.NumberColumn(format="localized"),
+                                "trigger": st.column_config.TextColumn("started from"),
                                 "started_by": st.column_config.TextColumn("started by"),
                                 "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f")})
 
 
 def _render_all(ctx: AppContext) -> bool:
-    """Draw running syncs (anyone's), this session's finished ones and the recent jobs; True if any
-    is running."""
+    """Draw running syncs (anyone's) and this session's finished ones; True if any is running."""
     running = ctx.syncs.running()
     for bg in running:
         _render_running(ctx, bg)
@@ -119,8 +133,7 @@ def _render_all(ctx: AppContext) -> bool:
     for bg in reversed([b for b in mine if b is not None and not b.running]):
         _render_finished(bg)
     if not running and not any(mine):
-        st.caption("No sync is running.")
-    _render_recent(ctx)
+        st.caption("No sync is running. Start one with the button: its progress shows here.")
     return bool(running)
 
 
@@ -137,7 +150,8 @@ def _idle(ctx: AppContext) -> None:
 
 
 def render_sync_activity(ctx: AppContext) -> None:
-    """Live progress while anything runs; otherwise a slow watch for syncs started elsewhere."""
+    """Live progress while anything runs; otherwise a slow watch for syncs started elsewhere (which
+    reruns the page, so a list of recent syncs drawn outside this fragment shows them too)."""
     if ctx.syncs.running():
         _live(ctx)
     else:

@@ -1,10 +1,12 @@
 """End to end in a real browser: the server (`streamlit run sfduck_server/app.py`, the dashboard and
 the API in one process) + headless Debian chromium driven by Playwright.
 
-Log in as admin on the demo data, register and sync "data" while its progress shows, watch a sync
-started through the API appear on the Sync page, give the table a schedule, find the jobs in the
-history chart, preview the table, log out; then prove that a deep link on a freshly started server
-shows nothing but the login form. Screenshots go to test-output/browser/.
+Log in as admin on the demo data (the board, empty), register "data" on Discover, start its sync
+from the board and watch it live there, sync again from the Sync page, watch a sync started through
+the API appear on the Sync page, give the table a schedule, read History's one-day charts, preview
+the table, log out; prove that a deep link on a freshly started server shows nothing but the login
+form; then, on ninety days of seeded history, read the board and History's charts. Screenshots at
+1280x800 go to test-output/browser/ (gitignored).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from sfduck_emulator.settings import DEMO_SCHEMA
+from tests.history_seed import seed_history
 from tests.serving import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.browser
@@ -38,6 +41,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCHEMA = DEMO_SCHEMA
 START_TIMEOUT_S = 60
 SYNC_TIMEOUT_MS = 180_000
+VIEWPORT = {"width": 1280, "height": 800}
+DAY_TICK = re.compile(r"^[A-Z][a-z]{2} \d{2}$")  # "Dec 07": a calendar day, never a time of day
 
 
 def app_env(tmp_path: Path) -> dict[str, str]:
@@ -87,9 +92,11 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, full_page: bool = False) -> None:
+    """What a 1280x800 window shows (or the whole page, scrolled)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.mouse.move(1, 1)  # no tooltip of whatever the last click left the pointer on
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def choose(page: Page, label: str, option: str) -> None:
@@ -120,10 +127,23 @@ def log_in(page: Page, username: str, password: str) -> None:
 
 
 def go(page: Page, title: str) -> None:
-    page.locator('[data-testid="stSidebar"]').get_by_role("link", name=title).click()
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name=title, exact=True).click()
     page.get_by_role("heading", name=title, exact=True).wait_for()
     settled(page)
     expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()  # not undone by a rerun
+
+
+def board_row(page: Page, table: str) -> Locator:
+    """The board's row of `table` (each row is a bordered container keyed by the table)."""
+    return page.locator('[class*="st-key-board_row_"]').filter(has=page.get_by_text(table, exact=True))
+
+
+def chart_titled(page: Page, title: str) -> Locator:
+    return page.locator(".js-plotly-plot").filter(has=page.locator(".gtitle", has_text=title))
+
+
+def x_ticks(chart: Locator) -> list[str]:
+    return [t for t in chart.locator(".xtick text").all_text_contents() if t]
 
 
 def api_start_sync(url: str, table: str) -> tuple[str, str]:
@@ -183,42 +203,64 @@ def wait_for_session_cookie(page: Page, context: BrowserContext) -> dict:
 
 def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser, tmp_path: Path) -> None:
     with streamlit_server(tmp_path, "first") as url:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport=VIEWPORT)
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(url)
         expect(page.get_by_text("Demo mode")).to_be_visible(timeout=30_000)
         shot(page, "01_login")
         log_in(page, "admin", "admin")
-        page.get_by_role("heading", name="Tables", exact=True).wait_for()
+        page.get_by_role("heading", name="Board", exact=True).wait_for()
         settled(page)
-        expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+        expect(page.get_by_text("No table is registered yet")).to_be_visible()
         expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("demo")
-        shot(page, "02_tables")
+        shot(page, "02_board_empty")
         # The server set the re-login cookie HttpOnly: the browser holds it, page scripts cannot read it.
         cookie = wait_for_session_cookie(page, context)
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert "sfduck_session" not in page.evaluate("document.cookie")
         page.reload()  # the signed cookie logs the browser back in, in the first run of the page
-        page.get_by_role("heading", name="Tables", exact=True).wait_for(timeout=30_000)
+        page.get_by_role("heading", name="Board", exact=True).wait_for(timeout=30_000)
         settled(page)
         expect(page.get_by_label("Password", exact=True)).to_have_count(0)
 
-        go(page, "Register")
+        go(page, "Discover")
+        expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
         choose(page, "Table", "data")
+        page.get_by_role("tab", name="Register for syncing").click()
         page.get_by_role("button", name="Register", exact=True).click()
         expect(page.get_by_text(f"Registered {SCHEMA}.data")).to_be_visible()
         shot(page, "03_registered")
 
+        # The board: start the sync from its row and watch it live there, without a click.
+        go(page, "Board")
+        row = board_row(page, "data")
+        expect(row.get_by_text("never synced")).to_be_visible()
+        row.get_by_role("button", name="Sync", exact=True).click()
+        progress = page.locator('[data-testid="stProgress"]')
+        expect(progress.first).to_be_visible(timeout=30_000)
+        with contextlib.suppress(PlaywrightTimeoutError):  # for a telling screenshot; may be too quick
+            page.get_by_text(re.compile(r"(downloading|loading) · [\d,]+ of 1,000,000 rows")).wait_for(timeout=10_000)
+        shot(page, "04_board_live_sync")
+        # the sync's end reruns the page once (new counts): while it runs, the old row may still show
+        expect(row.get_by_text("completed").first).to_be_visible(timeout=SYNC_TIMEOUT_MS)
+        expect(progress).to_have_count(0)
+        settled(page)
+        expect(row).to_have_count(1)
+        expect(row.first.get_by_text("completed")).to_be_visible()
+        expect(row.first.get_by_text("1,000,000")).to_be_visible()
+        expect(row.first.get_by_text("just now")).to_be_visible()
+        shot(page, "04b_board_after_sync")
+
         go(page, "Sync")
         choose(page, "Registered table", f"{SCHEMA}.data")
+        page.get_by_text("Sync even if unchanged").click()  # else it ends at once, skipped
         page.get_by_role("button", name="Start sync").click()
-        progress = page.locator('[data-testid="stProgress"]')
         expect(progress.first).to_be_visible(timeout=30_000)
         expect(page.get_by_text(re.compile(rf"{SCHEMA}\.data: "))).to_be_visible()
         with contextlib.suppress(PlaywrightTimeoutError):  # for a telling screenshot; may be too quick
             page.get_by_text(re.compile(rf"{SCHEMA}\.data: (downloading|loading)")).wait_for(timeout=5_000)
-        shot(page, "04_sync_progress")
+        shot(page, "05a_sync_progress_next_to_its_button")
         expect(page.get_by_text(f"Synced {SCHEMA}.data")).to_be_visible(timeout=SYNC_TIMEOUT_MS)
         expect(page.get_by_text("All statistics")).to_be_visible()
         expect(progress).to_have_count(0)
@@ -245,12 +287,21 @@ def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser,
         shot(page, "06a_schedules")
 
         go(page, "History")
-        chart = page.locator(".js-plotly-plot").first
-        expect(chart).to_be_visible()
+        rows_chart = chart_titled(page, "Rows synced per day")
+        expect(rows_chart).to_be_visible()
         # Plotly ships the numbers binary-encoded; _fullData holds them decoded, as drawn.
-        drawn = chart.evaluate("el => el._fullData.map(trace => Array.from(trace.y))")
-        assert drawn == [[2_000_000]], drawn  # both syncs of today, summed per day
-        shot(page, "06_history")
+        drawn = rows_chart.evaluate("el => el._fullData.map(trace => Array.from(trace.y))")
+        assert drawn == [[3_000_000]], drawn  # the three syncs of today, summed per day
+        status_chart = chart_titled(page, "Syncs per day, by status")
+        names = status_chart.evaluate("el => el._fullData.map(trace => [trace.name, Array.from(trace.y)])")
+        assert names == [["completed", [3]]], names
+        for chart in (status_chart, rows_chart, chart_titled(page, "Sync duration per day")):
+            ticks = x_ticks(chart)
+            assert len(ticks) == 1 and DAY_TICK.match(ticks[0]), ticks  # one day: one tick, its date
+        shot(page, "06_history_one_day")
+        page.get_by_role("heading", name="Job detail").scroll_into_view_if_needed()
+        expect(chart_titled(page, "Phases")).to_be_visible()
+        shot(page, "06b_history_job_detail")
 
         go(page, "Preview")
         expect(page.get_by_text("Rows in DuckDB")).to_be_visible()
@@ -269,7 +320,7 @@ def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser,
         context.close()
 
     with streamlit_server(tmp_path, "fresh") as url:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport=VIEWPORT)
         page = context.new_page()
         page.goto(f"{url}/sync")
         assert_only_login_form(page)
@@ -278,4 +329,54 @@ def test_login_sync_history_preview_logout_and_fresh_deep_link(browser: Browser,
         log_in(page, "admin", "admin")
         page.get_by_role("heading", name="Sync", exact=True).wait_for(timeout=30_000)
         shot(page, "10_deep_link_after_login")
+        context.close()
+
+
+def test_board_and_history_over_ninety_days_of_jobs(browser: Browser, tmp_path: Path) -> None:
+    """Ninety days of schedules on 30 tables: the board's counts and rows, and History's day axis."""
+    seed_history(tmp_path / "sfduck.duckdb", count=20_000, days=90)
+    with streamlit_server(tmp_path, "ninety") as url:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        log_in(page, "analyst", "analyst")
+        page.get_by_role("heading", name="Board", exact=True).wait_for(timeout=30_000)
+        settled(page)
+        expect(page.get_by_text(re.compile(r"completed · \d+"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"skipped · \d+"))).to_be_visible()
+        expect(page.get_by_role("button", name="Sync", exact=True)).to_have_count(0)  # analysts watch
+        shot(page, "11_board_ninety_days")
+        page.get_by_role("button", name=re.compile(r"failed · \d+")).click()
+        expect(board_row(page, "SEEDED_0")).to_have_count(0)  # SEEDED_0's last sync completed
+        settled(page)
+        failed_rows = page.locator('[class*="st-key-board_row_"]')
+        expect(failed_rows).to_have_count(1)
+        expect(failed_rows.get_by_text("warehouse SEED_WH is suspended")).to_be_visible()
+        shot(page, "12_board_failed_filter")
+
+        # An analyst opening an admin page's address is told why, not "Page not found".
+        page.goto(f"{url}/sync")
+        expect(page.get_by_text("The Sync page needs the admin role")).to_be_visible(timeout=30_000)
+        # and an old bookmark lands on the page that took its job over
+        page.goto(f"{url}/tables")
+        page.get_by_role("heading", name="Discover", exact=True).wait_for(timeout=30_000)
+        expect(page.get_by_text("This address moved")).to_be_visible()
+
+        go(page, "History")
+        status_chart = chart_titled(page, "Syncs per day, by status")
+        expect(status_chart).to_be_visible()
+        ticks = x_ticks(status_chart)
+        assert 4 <= len(ticks) <= 12 and all(DAY_TICK.match(t) for t in ticks), ticks
+        traces = status_chart.evaluate("el => el._fullData.map(t => [t.name, t.marker.color])")
+        assert [name for name, _ in traces] == ["failed", "cancelled", "skipped", "completed"], traces
+        assert dict(traces)["failed"] == "#D64545"
+        for title in ("Rows synced per day", "Sync duration per day (s)"):
+            chart_ticks = x_ticks(chart_titled(page, title))
+            assert chart_ticks and all(DAY_TICK.match(t) for t in chart_ticks), (title, chart_ticks)
+        shot(page, "13_history_ninety_days")
+        chart_titled(page, "Rows synced per day").scroll_into_view_if_needed()
+        shot(page, "13b_history_ninety_days_rows_and_durations")
+        page.get_by_role("heading", name="Job detail").scroll_into_view_if_needed()
+        shot(page, "13c_history_ninety_days_job_detail")
         context.close()

@@ -5,6 +5,7 @@ Runs in demo mode (the embedded emulator) on a temp DuckDB file; see tests/conft
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -24,12 +25,13 @@ from sfduck_core.users import hash_password, load_users
 from sfduck_emulator.server import embedded_emulator
 from sfduck_emulator.settings import DEMO_SCHEMA
 from sfduck_ui.auth import SESSION_COOKIE_ROUTE, SESSION_STATE_KEY
+from sfduck_ui.status import COLORS
 from tests.ui.conftest import ROOT, RUN_TIMEOUT_S, button, log_in, new_app, texts, ui_env
 
 __all__ = ["ui_env"]  # the fixture, re-exported for pytest
 
-PAGE_FILES = ["pages/tables.py", "pages/register.py", "pages/sync.py", "pages/schedules.py", "pages/history.py",
-              "pages/preview.py"]
+PAGE_FILES = ["pages/board.py", "pages/discover.py", "pages/sync.py", "pages/schedules.py", "pages/history.py",
+              "pages/preview.py", "pages/tables.py", "pages/register.py"]
 
 
 def assert_clean(at: AppTest) -> None:
@@ -87,7 +89,7 @@ def wait_for_jobs(db: Path, timeout_s: float = 60) -> list[dict]:
 
 
 def register(at: AppTest, table: str) -> AppTest:
-    open_page(at, "pages/register.py")
+    open_page(at, "pages/discover.py")
     select(at, "Table", table)
     button(at, "Register").click()
     at.run()
@@ -134,30 +136,39 @@ def test_wrong_password_is_refused_and_repeated_failures_are_throttled(ui_env: P
     # Another user is not affected.
     log_in(at, "analyst", "analyst")
     assert_clean(at)
-    assert at.title[0].value == "Tables"
+    assert at.title[0].value == "Board"
 
 
 def test_admin_login_shows_all_pages_and_the_sidebar(ui_env: Path) -> None:
     at = logged_in("admin")
     links = [link.proto.label for link in at.sidebar.get("page_link")]
-    assert links == ["Tables", "Register", "Sync", "Schedules", "History", "Preview", "Connection"]
+    assert links == ["Board", "Discover", "Sync", "Schedules", "History", "Preview", "Connection"]
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "`admin`" in sidebar and "**Role:** admin" in sidebar and "**Snowflake account:** demo" in sidebar
     assert [b.label for b in at.sidebar.button] == ["Log out"]
 
 
-def test_analyst_cannot_reach_register_or_sync(ui_env: Path) -> None:
+def test_analyst_opening_an_admin_page_is_told_it_needs_the_admin_role(ui_env: Path) -> None:
     at = logged_in("analyst")
     links = [link.proto.label for link in at.sidebar.get("page_link")]
-    assert links == ["Tables", "Schedules", "History", "Preview"]
-    for page in ("pages/register.py", "pages/sync.py"):
-        with pytest.raises(ValueError, match="Could not find a navigation page"):
-            at.switch_page(page)  # not registered in st.navigation for this role
+    assert links == ["Board", "Discover", "Schedules", "History", "Preview"]
+    for page in ("pages/sync.py", "pages/connection.py"):
+        open_page(at, page)  # its address exists (a bookmark), its content does not
+        assert "needs the admin role" in at.error[0].value, texts(at)
+        assert not [b for b in at.button if b.label in ("Start sync", "Run checks")]
     for page in ("pages/history.py", "pages/preview.py"):
         open_page(at, page)
+        assert not at.error
 
 
-@pytest.mark.parametrize("page", ["pages/register.py", "pages/sync.py"])
+@pytest.mark.parametrize("old", ["pages/tables.py", "pages/register.py"])
+def test_a_bookmark_of_a_moved_page_lands_on_its_new_home(ui_env: Path, old: str) -> None:
+    at = open_page(logged_in("admin"), old)
+    assert at.title[0].value == "Discover"
+    assert any("This address moved" in s.value and "Discover" in s.value for s in at.success)
+
+
+@pytest.mark.parametrize("page", ["pages/sync.py", "pages/connection.py"])
 def test_page_guard_refuses_the_analyst_role_when_run_directly(ui_env: Path, page: str) -> None:
     """The per-page gate itself (legacy direct run, e.g. a URL on a fresh server after a cookie login)."""
     at = AppTest.from_file(str(ROOT / page), default_timeout=RUN_TIMEOUT_S)
@@ -175,7 +186,7 @@ def test_logout_returns_to_the_login_form(ui_env: Path) -> None:
     assert_login_form_only(at)
     assert SESSION_STATE_KEY not in at.session_state
     with pytest.raises(ValueError):
-        at.switch_page("pages/tables.py")
+        at.switch_page("pages/board.py")
 
 
 def cookie_scripts(at: AppTest) -> list[str]:
@@ -255,9 +266,9 @@ def test_real_users_file_outside_demo_mode(ui_env: Path, monkeypatch: pytest.Mon
 # --- pages ----------------------------------------------------------------------------------------
 
 
-def test_tables_page_lists_searches_and_describes(ui_env: Path) -> None:
-    at = logged_in("admin")
-    assert at.title[0].value == "Tables"
+def test_discover_page_lists_searches_and_describes(ui_env: Path) -> None:
+    at = open_page(logged_in("admin"), "pages/discover.py")
+    assert at.title[0].value == "Discover"
     listing = at.dataframe[0].value
     assert {"data", "ORDERS", "ALL_TYPES", "EMPTY_TABLE"} <= set(listing["table"])
     assert listing.set_index("table").loc["data", "rows"] > 0
@@ -271,14 +282,14 @@ def test_tables_page_lists_searches_and_describes(ui_env: Path) -> None:
     assert {"column", "snowflake_type", "duckdb_type", "primary_key"} <= set(columns.columns)
     assert columns["duckdb_type"].notna().all()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Full sync moves (rows)"].replace(",", "").isdigit()
+    assert metrics["Rows a full sync moves"].replace(",", "").isdigit()
     assert int(metrics["Columns"]) == len(columns)
 
 
 def test_register_and_unregister(ui_env: Path) -> None:
     at = logged_in("admin")
     register(at, "ORDERS")
-    registrations = at.dataframe[0].value
+    registrations = at.dataframe[-1].value
     assert list(registrations["table_name"]) == ["ORDERS"]
     assert list(registrations["status"]) == ["active"]
 
@@ -286,7 +297,7 @@ def test_register_and_unregister(ui_env: Path) -> None:
     at.run()
     assert_clean(at)
     assert any("Unregistered" in s.value and "history are kept" in s.value for s in at.success)
-    assert list(at.dataframe[0].value["status"]) == ["inactive"]
+    assert list(at.dataframe[-1].value["status"]) == ["inactive"]
 
     open_page(at, "pages/sync.py")
     assert "No table is registered yet" in at.info[0].value
@@ -294,7 +305,7 @@ def test_register_and_unregister(ui_env: Path) -> None:
 
 def test_register_with_unknown_selection_shows_a_plain_error(ui_env: Path) -> None:
     at = logged_in("admin")
-    open_page(at, "pages/register.py")
+    open_page(at, "pages/discover.py")
     select(at, "Table", "ORDERS")
     [mode] = [r for r in at.radio if r.label == "Columns to copy"]
     mode.set_value("Only these columns")
@@ -360,7 +371,11 @@ def test_sync_failing_in_the_background_shows_its_message(ui_env: Path) -> None:
     assert f"Sync of {DEMO_SCHEMA}.{table} failed" in at.error[0].value
     assert jobs[0]["error_message"] in at.error[0].value
     open_page(at, "pages/history.py")
-    assert "Failures per day" in str(at.get("plotly_chart")[-1].proto.spec)
+    [status_chart] = [c for c in at.get("plotly_chart") if "Syncs per day, by status" in c.proto.spec]
+    spec = json.loads(status_chart.proto.spec)
+    [failed] = [trace for trace in spec["data"] if trace["name"] == "failed"]
+    assert failed["marker"]["color"] == COLORS["red"]  # failure's colour, on every chart
+    assert f"This sync failed: {jobs[0]['error_message']}" in at.error[0].value
 
 
 def test_invalid_filter_is_refused_before_any_job(ui_env: Path) -> None:
@@ -604,12 +619,32 @@ def test_admin_runs_the_connection_checks_on_request(ui_env: Path) -> None:
 
 
 def test_analyst_cannot_open_the_connection_page(ui_env: Path) -> None:
-    at = logged_in("analyst")
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/connection.py")
     direct = AppTest.from_file(str(ROOT / "pages/connection.py"), default_timeout=RUN_TIMEOUT_S)
     direct.session_state[SESSION_STATE_KEY] = session_for(ui_env, "analyst")
     direct.run()
     assert_clean(direct)
     assert "needs the admin role" in direct.error[0].value
     assert not [b for b in direct.button if b.label == "Run checks"]
+
+
+def test_a_schedule_entered_in_minutes_reads_back_in_minutes_with_its_next_three_runs(ui_env: Path) -> None:
+    at = logged_in("admin")
+    register(at, "ORDERS")
+    open_page(at, "pages/schedules.py")
+    assert [t.label for t in at.text_input] == ["Cron expression", "Time zone of the cron expression"]
+    assert not [n for n in at.number_input if n.label == "Every (minutes)"]  # only what the timing needs
+    [kind] = [r for r in at.radio if r.label == "Timing"]
+    kind.set_value("every N minutes").run()
+    assert not [t for t in at.text_input if t.label == "Cron expression"]
+    [minutes] = [n for n in at.number_input if n.label == "Every (minutes)"]
+    minutes.set_value(15)
+    button(at, "Save schedule").click()
+    at.run()
+    assert_clean(at)
+    assert any("every 15 min; next runs" in s.value for s in at.success), texts(at)
+    table = at.dataframe[0].value
+    assert list(table["when"]) == ["every 15 min"]
+    assert len(table["next runs (UTC)"].iloc[0].split(", ")) == 3
+    assert re.search(r"Now: \*\*every 15 min\*\*, full\. Next three runs: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC(, )?){3}",
+                     texts(at))
+    assert [n.value for n in at.number_input if n.label == "Every (minutes)"] == [15]

@@ -88,3 +88,17 @@ def test_the_admin_expires_old_versions_from_the_connection_page(lake: Service) 
     assert_clean(at)
     assert at.success[0].value.startswith("Expired 0 of")  # every version is younger than a week
     assert lake.engine.store.audit_log(1)[0]["action"] == "lake_retention"
+
+
+def test_as_of_shows_that_versions_numbers_and_says_lake(lake: Service) -> None:
+    first, _ = reversed(lake.engine.store.history(DEMO_SCHEMA, "ORDERS"))
+    at = open_page(logged_in("analyst"), "pages/preview.py")
+    assert [m.label for m in at.metric][0] == "Rows in the lake"
+    select(at, "As of", as_of_labels(at)[2])
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows in the lake at that version"] == f"{first['stats']['rows_processed']:,}"
+    assert metrics["That sync"] == f"{first['strategy']}, completed"
+    assert metrics["Rows in Snowflake at that sync"] == f"{first['stats']['total_rows']:,}"
+    assert not [m for m in at.metric if "DuckDB" in m.label]
+    assert any(f"sync {first['sync_id'][:8]} left in the lake" in c.value for c in at.caption)

@@ -1,0 +1,157 @@
+"""The status board: one row per registered table saying how fresh it is, what runs next and
+what went wrong, computed from the metadata in one read so the home page stays fast.
+
+A board status is a job status (`sfduck_core.store.JOB_STATUSES`) or one of two that only a table
+has: `never` (registered, never synced) and `paused` (its schedule is switched off or paused itself
+after failures). A sync that found nothing changed is `skipped`, whether the store records it as
+its own status or, as older files do, as a completed job whose stats say `skipped`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from sfduck_core.progress import SyncProgress
+from sfduck_core.schedules import Schedule
+from sfduck_core.store import JOB_STATUSES, META, Store
+
+NEVER, PAUSED, SKIPPED = "never", "paused", "skipped"
+ACTIVE_STATUSES = ("pending", "running")
+# every status a board row can have, in the order the counts are shown: what needs a look first
+BOARD_STATUSES: tuple[str, ...] = tuple(dict.fromkeys(
+    ("running", "pending", "failed", "cancelled", PAUSED, SKIPPED, "completed", NEVER, *JOB_STATUSES)))
+
+# SQL for a job's status as a person reads it: a completed job that moved nothing because nothing
+# changed is `skipped` (files written before `skipped` became a status of its own say so in stats)
+JOB_STATUS_SQL = ("CASE WHEN status = 'completed' AND TRY_CAST(stats->>'skipped' AS BOOLEAN) "
+                  "THEN 'skipped' ELSE status END")
+
+
+def job_status(job: Mapping[str, object]) -> str:
+    """The status a person reads for one job record (see JOB_STATUS_SQL)."""
+    stats = job.get("stats") or {}
+    skipped = isinstance(stats, Mapping) and stats.get("skipped") is True
+    return SKIPPED if job.get("status") == "completed" and skipped else str(job.get("status"))
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    table_id: str
+    schema_name: str
+    table_name: str
+    status: str  # one of BOARD_STATUSES
+    last_sync_id: str | None = None
+    last_ended_at: dt.datetime | None = None  # when the most recent finished sync ended
+    rows: int | None = None  # rows in the synced copy after its last sync
+    next_run_at: dt.datetime | None = None  # None: no schedule, or a paused one
+    schedule: str | None = None  # how the schedule reads ("every 15 min"), None: none
+    paused_reason: str | None = None
+    last_error: str | None = None  # the latest job's error, when it did not complete
+    error_sync_id: str | None = None
+    incremental_key: str | None = None
+
+    @property
+    def default_strategy(self) -> str:
+        """What a one-click sync does: incremental when the table has a key for it, else full."""
+        return "incremental" if self.incremental_key else "full"
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema_name}.{self.table_name}"
+
+    @property
+    def error_line(self) -> str | None:
+        """The error's first line, for a one-line cell; the whole text is one click away."""
+        if not self.last_error:
+            return None
+        return self.last_error.strip().splitlines()[0]
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def board_rows(store: Store, schedules: Iterable[Schedule]) -> list[BoardRow]:
+    """Every active registration with its last sync, last end, rows, schedule and last error."""
+    by_table = {s.table_id: s for s in schedules}
+    with store.connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT a.table_id, a.schema_name, a.table_name, a.incremental_key, s.last_sync_id, s.last_status, s.row_count, "
+            "j.stats, j.error_message, ended.last_end "
+            f"FROM {META}.allowed_tables a "
+            f"LEFT JOIN {META}.table_sync_status s USING (table_id) "
+            f"LEFT JOIN {META}.sync_jobs j ON j.sync_id = s.last_sync_id "
+            f"LEFT JOIN (SELECT table_id, max(completed_at) AS last_end FROM {META}.sync_jobs "
+            "            WHERE completed_at IS NOT NULL GROUP BY table_id) ended USING (table_id) "
+            "WHERE a.status = 'active' ORDER BY a.schema_name, a.table_name").fetchall()
+    out = []
+    for table_id, schema, table, incremental_key, last_id, last_status, row_count, stats, error, last_end in rows:
+        schedule = by_table.get(table_id)
+        status = last_status or NEVER
+        if status == "completed":
+            status = job_status({"status": status, "stats": json.loads(stats) if stats else {}})
+        if status not in ACTIVE_STATUSES and schedule is not None and not schedule.enabled:
+            status = PAUSED
+        failed = last_status not in (None, "completed", SKIPPED, *ACTIVE_STATUSES)
+        out.append(BoardRow(
+            table_id=table_id, schema_name=schema, table_name=table, status=status, last_sync_id=last_id,
+            last_ended_at=_aware(last_end), rows=row_count,
+            next_run_at=_aware(schedule.next_run_at) if schedule and schedule.enabled else None,
+            schedule=schedule.when if schedule else None,
+            paused_reason=schedule.paused_reason if schedule else None,
+            last_error=error if failed else None, error_sync_id=last_id if failed and error else None,
+            incremental_key=incremental_key))
+    return out
+
+
+def with_live_syncs(rows: list[BoardRow], running: Mapping[tuple[str, str], object]) -> list[BoardRow]:
+    """Rows whose table this process is syncing right now say `running`, even before the metadata
+    does (a sync queued for a slot is `pending`)."""
+    return [replace(r, status="running") if (r.schema_name, r.table_name) in running and r.status not in
+            ACTIVE_STATUSES else r for r in rows]
+
+
+def status_counts(rows: Iterable[BoardRow]) -> dict[str, int]:
+    """How many tables have each status, in BOARD_STATUSES order, zeros left out."""
+    counts = Counter(r.status for r in rows)
+    return {status: counts[status] for status in BOARD_STATUSES if counts[status]}
+
+
+def filter_rows(rows: Iterable[BoardRow], statuses: Iterable[str] = (), schemas: Iterable[str] = ()) -> list[BoardRow]:
+    """The rows with any of `statuses` in any of `schemas` (an empty choice keeps everything)."""
+    wanted, in_schemas = set(statuses), set(schemas)
+    return [r for r in rows if (not wanted or r.status in wanted) and (not in_schemas or r.schema_name in in_schemas)]
+
+
+@dataclass(frozen=True)
+class LiveProgress:
+    """A running sync as the board shows it: where it is and how long it may still take."""
+
+    phase: str
+    rows_done: int
+    rows_total: int | None
+    bytes_done: int
+    fraction: float | None
+    elapsed_s: float | None
+    time_left_s: float | None
+
+
+def time_left_s(fraction: float | None, elapsed_s: float | None) -> float | None:
+    """A straight-line estimate from the share done so far; None until there is something to go on
+    (under 2 % done, or no start time yet)."""
+    if fraction is None or elapsed_s is None or fraction < 0.02 or elapsed_s <= 0:
+        return None
+    if fraction >= 1:
+        return 0.0
+    return elapsed_s * (1 - fraction) / fraction
+
+
+def live_progress(progress: SyncProgress, started_at: dt.datetime | None, now: dt.datetime) -> LiveProgress:
+    elapsed = (now - started_at).total_seconds() if started_at is not None else None
+    fraction = progress.fraction
+    return LiveProgress(progress.phase, progress.rows_done, progress.rows_total, progress.bytes_done, fraction,
+                        elapsed, time_left_s(fraction, elapsed))
