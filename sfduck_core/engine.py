@@ -264,18 +264,20 @@ class SyncEngine:
             if not known:
                 known = self.describe(schema, request.table_name).column_names
             safe_filter = validate_filter(request.where, known)
-        self._remove_stale_downloads()
+        self.recover()
         sync_id = self.store.start_job(reg, request.strategy, request.transport,
                                        safe_filter.sql if safe_filter else None, trigger=request.trigger,
                                        started_by=request.started_by, queued=queued)
         return SyncRun(self, request, reg, sync_id, safe_filter, on_progress)
 
-    def _remove_stale_downloads(self) -> None:
-        """Download folders of syncs that are not running (killed mid-download) only fill the disk."""
+    def recover(self) -> None:
+        """Clean up after processes that died mid-sync (kill -9, a power cut): their jobs end
+        `failed`, so their tables can be synced again, and their download folders, which only
+        fill the disk, are removed. Run when a server starts and before every sync."""
+        self.store.reap_dead_jobs()
         downloads = self.settings.data_dir / "tmp"
         if not downloads.is_dir():
             return
-        self.store.reap_dead_jobs()
         running = {job["sync_id"] for job in self.store.running_jobs()}
         for folder in downloads.iterdir():
             if folder.name.removesuffix("_keys") not in running:
