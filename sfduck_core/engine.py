@@ -114,6 +114,12 @@ class SyncRun:
                         self._stop_reason = "Cancelled by an admin; the table was left as it was before the sync."
         return self._stop_reason
 
+    def stop(self, reason: str) -> None:
+        """Stop this sync, in this process, for `reason` (what its job will say): at its next check,
+        as a cancel from any process does through the store."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
     def report(self, **changes: Any) -> None:
         """Publish progress; in the sync's own thread also the place where a cancel takes effect."""
         self.progress = self.progress.advance(**changes)

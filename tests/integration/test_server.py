@@ -156,6 +156,8 @@ def test_sigterm_cancels_running_syncs_and_exits_within_30_s(emulator: EmulatorS
         store = Store(server.db)
         job = store.get_job(second["sync_id"])
         assert job["status"] == "cancelled", job
+        # issue 18 item 14: not "Cancelled by an admin"
+        assert job["error_message"].startswith("Cancelled: the server was stopping"), job
         assert store.get_job(first["sync_id"])["status"] == "completed"
         with store.connect() as con:
             assert Store.count_rows(con, schema, "data") == TEST_DATA_ROWS
