@@ -49,7 +49,14 @@ from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import case_collisions, local_name_key, qualified, quote_ident, validate_identifier
 from sfduck_core.stats import SyncStats
 from sfduck_core.store import Registration, Store
-from sfduck_core.transfer import ArrowSpool, Transfer, TransferResult, load_arrow_spool, spool_arrow_batches
+from sfduck_core.transfer import (
+    ArrowSpool,
+    Transfer,
+    TransferResult,
+    load_arrow_spool,
+    out_of_space,
+    spool_arrow_batches,
+)
 from sfduck_core.typemap import ColumnPlan
 
 TRANSPORTS = ("auto", "stage", "arrow")
@@ -311,9 +318,14 @@ class SyncEngine:
         except BaseException as exc:
             stats.duration_s = run.elapsed()
             stopped = run.stop_reason() if isinstance(exc, SfduckError | duckdb.Error) else None
+            full = (out_of_space(exc, self.settings.data_dir, self.store.path)
+                    if not stopped and isinstance(exc, Exception) else None)
             if stopped:  # however it surfaced (our check, an interrupted DuckDB statement)
                 exc = SyncCancelledError(stopped)
                 message = stopped
+            elif full is not None:  # the real cause, whatever error the full disk surfaced as
+                exc = full
+                message = str(full)
             elif isinstance(exc, SfduckError):
                 message = str(exc)
             elif isinstance(exc, KeyboardInterrupt):

@@ -576,6 +576,8 @@ class Store:
         self.lock_timeout_s = lock_timeout_s
         self.memory_limit = memory_limit
         self.keep_warm_s = keep_warm_s
+        # beside the DuckDB file (for a lake: the state folder that SFDUCK_DUCKDB_PATH names)
+        self.notes_dir = Path(path).parent / "job-notes"
 
     @property
     def is_lake(self) -> bool:
@@ -899,6 +901,7 @@ class Store:
                 con.execute(f"UPDATE {META}.sync_jobs SET status = 'running', started_at = ? WHERE sync_id = ?",
                             [ts, sync_id])
             self._record_status(con, reg, sync_id, "pending" if queued else "running", ts)
+        self._reserve_note(sync_id)
         return sync_id
 
     def mark_running(self, sync_id: str) -> None:
@@ -996,11 +999,49 @@ class Store:
                     [status, ts, message, json.dumps(stats, default=_iso), sync_id],
                 )
                 self._record_status(con, reg, sync_id, status, ts)
-        except (duckdb.Error, OSError):
+        except (duckdb.Error, OSError, SfduckError):
             UNRECORDED_FAILURES[sync_id] = message
+            self._write_note(sync_id, message)
 
     def finish(self, sync_id: str) -> None:
         ACTIVE_SYNCS.discard(sync_id)
+        if sync_id not in UNRECORDED_FAILURES:
+            with contextlib.suppress(OSError):
+                self._note(sync_id).unlink(missing_ok=True)
+
+    # A failure that could not be written to the store (its disk was full) must outlive the process:
+    # each job reserves a small file when it starts, and its message is written into that space,
+    # which needs no free block; whoever reaps the job reads it there (see _reap_dead_jobs).
+    NOTE_BYTES = 4096
+
+    def _note(self, sync_id: str) -> Path:
+        return self.notes_dir / f"{sync_id}.failure"
+
+    def _reserve_note(self, sync_id: str) -> None:
+        with contextlib.suppress(OSError):  # best effort: without it, a lost failure says "stopped"
+            private_dir(self.notes_dir)
+            fd = os.open(self._note(sync_id), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.NOTE_BYTES)
+            finally:
+                os.close(fd)
+
+    def _write_note(self, sync_id: str, message: str) -> None:
+        data = message.encode()[: self.NOTE_BYTES - 4].decode(errors="ignore").encode()
+        with contextlib.suppress(OSError):
+            fd = os.open(self._note(sync_id), os.O_WRONLY)  # never created here: its space is reserved
+            try:
+                os.pwrite(fd, data.ljust(self.NOTE_BYTES, b"\0"), 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _read_note(self, sync_id: str) -> str | None:
+        try:
+            text = self._note(sync_id).read_bytes().rstrip(b"\0").decode(errors="replace").strip()
+        except OSError:
+            return None
+        return text or None
 
     def _reap_dead_jobs(self, con: duckdb.DuckDBPyConnection) -> None:
         """A job left `running` by a process that died is failed, so it no longer blocks its table."""
@@ -1013,7 +1054,8 @@ class Store:
             if host != me or _job_alive(sync_id, pid, started):
                 continue
             ts = now()
-            message = UNRECORDED_FAILURES.pop(sync_id, None) or _stopped_message(pid, trigger)
+            message = (UNRECORDED_FAILURES.get(sync_id) or self._read_note(sync_id)
+                       or _stopped_message(pid, trigger))
             con.execute(
                 f"UPDATE {META}.sync_jobs SET status = 'failed', completed_at = ?, error_message = ? "
                 "WHERE sync_id = ?",
@@ -1024,6 +1066,9 @@ class Store:
                 "WHERE table_id = ? AND last_sync_id = ?",
                 [table_id, sync_id],
             )
+            UNRECORDED_FAILURES.pop(sync_id, None)
+            with contextlib.suppress(OSError):
+                self._note(sync_id).unlink(missing_ok=True)
 
     def reap_dead_jobs(self) -> None:
         with _job_lock, self.connect() as con:

@@ -91,6 +91,38 @@ def test_job_rows_have_no_index_that_a_crash_could_leave_stale(tmp_path: Path) -
     assert uuid.UUID(store.start_job(reg, "full", "auto", None)).version == 7  # time-ordered
 
 
+def test_a_failure_the_store_could_not_take_outlives_its_process(tmp_path: Path) -> None:
+    """Issue 18 item 12: a sync whose failure could not be written (a full disk; here the file held
+    by another process) and whose process then ended is reaped with that failure, not "stopped"."""
+    path = tmp_path / "n.duckdb"
+    code = r"""
+import subprocess, sys
+from sfduck_core.store import Store
+store = Store(sys.argv[1], lock_timeout_s=0.5)
+reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+                                include_columns=(), exclude_columns=())
+sync_id = store.start_job(reg, "full", "auto", None)
+holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                          "print('held', flush=True); sys.stdin.read()", sys.argv[1]],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+assert holder.stdout.readline().strip() == "held"
+store.fail_job(reg, sync_id, "No space left on the device holding /data (test)", {})
+store.finish(sync_id)
+holder.stdin.close()
+holder.wait()
+print(sync_id)
+"""
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr
+    sync_id = run.stdout.strip()
+    store = Store(path)
+    assert store.get_job(sync_id)["status"] == "running"  # the failure never reached the file
+    store.reap_dead_jobs()
+    assert store.get_job(sync_id)["error_message"] == "No space left on the device holding /data (test)"
+    assert not any(store.notes_dir.iterdir())
+
+
 def test_what_sfduck_creates_is_owner_only(tmp_path: Path) -> None:
     """Issue 9 item 12: the DuckDB file, its folder, the login state and the key, whatever the umask."""
     import os
