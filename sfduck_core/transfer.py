@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sfduck_core.errors import SourceError, SyncFailedError
+from sfduck_core.errors import SourceError, StoreBusyError, SyncFailedError
 from sfduck_core.files import private_dir
 from sfduck_core.source import SnowflakeSource, TableDescription
 from sfduck_core.sqlident import qualified
@@ -301,14 +301,15 @@ def disk_full(exc: BaseException, data_dir: Path, storage_path: Path) -> SyncFai
 
 def out_of_space(exc: BaseException, data_dir: Path, storage_path: Path) -> SyncFailedError | None:
     """The failure as a full disk, when that is what it was: said so by the error, or an error of
-    another kind (a lake's SQLite catalog says "disk I/O error", a store that could not be opened
-    again) on a disk that is full. None when it was something else, or already says so."""
-    if str(exc).startswith(DISK_FULL_MESSAGE) or DISK_FULL_MESSAGE in str(exc):
+    the storage of another kind (a lake's SQLite catalog says "disk I/O error", a store that could
+    not be opened again) on a disk that is full. None when it was something else (Snowflake's
+    errors keep their own message), or already says so."""
+    if DISK_FULL_MESSAGE in str(exc):
         return None
-    try:
-        nearly_full = min(_free_space(data_dir, storage_path).values()) < NEARLY_FULL_BYTES
-    except OSError:
-        nearly_full = False
+    nearly_full = False
+    if isinstance(exc, duckdb.Error | OSError | StoreBusyError):
+        with contextlib.suppress(OSError):
+            nearly_full = min(_free_space(data_dir, storage_path).values()) < NEARLY_FULL_BYTES
     return disk_full(exc, data_dir, storage_path) if is_disk_full(exc) or nearly_full else None
 
 
