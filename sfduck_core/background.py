@@ -10,7 +10,6 @@ At most `max_parallel` syncs move data at a time: the others wait their turn as 
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from sfduck_core.errors import SfduckError, SyncCancelledError
 from sfduck_core.progress import SyncProgress
 
 DEFAULT_MAX_PARALLEL_SYNCS = 2
-_log = logging.getLogger("sfduck.syncs")
+SHUTDOWN_REASON = "Cancelled: the server was stopping; the table was left as it was before the sync."
 
 
 @dataclass
@@ -35,6 +34,7 @@ class BackgroundSync:
     cancelled: bool = False  # ended by a cancel, the time limit or a shutdown, not by a fault
     finished: threading.Event = field(default_factory=threading.Event)
     job: dict[str, Any] | None = None  # its job row while it runs (read at start and once running)
+    run: SyncRun | None = field(default=None, repr=False)
 
     @property
     def running(self) -> bool:
@@ -71,6 +71,7 @@ class BackgroundSyncs:
         bg = BackgroundSync(run.sync_id, request, run.progress.advance(phase="queued",
                                                                         message="Waiting for a free sync slot"))
         bg.job = self.engine.store.get_job(run.sync_id)
+        bg.run = run
         holder["bg"] = bg
         bg.thread = threading.Thread(target=self._run, args=(bg, run), name=f"sfduck-sync-{run.sync_id[:8]}",
                                      daemon=True)
@@ -115,15 +116,14 @@ class BackgroundSyncs:
         return [bg for bg in self.all() if bg.running]
 
     def shutdown(self, timeout_s: float = 20.0) -> list[str]:
-        """Refuse new syncs, cancel the running ones and wait (bounded) for them to end; their jobs
-        end `cancelled` with the tables as they were. Returns the ids still running at the deadline."""
+        """Refuse new syncs, stop the running ones and wait (bounded) for them to end; their jobs
+        end `cancelled` saying the server was stopping (not an admin's cancel), with the tables as
+        they were. Returns the ids still running at the deadline."""
         self._closed = True
         running = self.running()
         for bg in running:
-            try:
-                self.engine.cancel(bg.sync_id)
-            except Exception:  # already finished in between, or the file is busy: wait anyway
-                _log.debug("could not request cancel of %s", bg.sync_id, exc_info=True)
+            if bg.run is not None:  # in this process: no write to a file that may be busy
+                bg.run.stop(SHUTDOWN_REASON)
         deadline = time.monotonic() + timeout_s
         for bg in running:
             bg.finished.wait(max(0.0, deadline - time.monotonic()))

@@ -50,7 +50,14 @@ from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import case_collisions, local_name_key, qualified, quote_ident, validate_identifier
 from sfduck_core.stats import SyncStats
 from sfduck_core.store import Registration, Store
-from sfduck_core.transfer import ArrowSpool, Transfer, TransferResult, load_arrow_spool, spool_arrow_batches
+from sfduck_core.transfer import (
+    ArrowSpool,
+    Transfer,
+    TransferResult,
+    load_arrow_spool,
+    out_of_space,
+    spool_arrow_batches,
+)
 from sfduck_core.typemap import ColumnPlan
 
 TRANSPORTS = ("auto", "stage", "arrow")
@@ -114,6 +121,12 @@ class SyncRun:
                     if self.engine.store.cancel_requested(self.sync_id):
                         self._stop_reason = "Cancelled by an admin; the table was left as it was before the sync."
         return self._stop_reason
+
+    def stop(self, reason: str) -> None:
+        """Stop this sync, in this process, for `reason` (what its job will say): at its next check,
+        as a cancel from any process does through the store."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
 
     def report(self, **changes: Any) -> None:
         """Publish progress; in the sync's own thread also the place where a cancel takes effect."""
@@ -265,18 +278,20 @@ class SyncEngine:
             if not known:
                 known = self.describe(schema, request.table_name).column_names
             safe_filter = validate_filter(request.where, known)
-        self._remove_stale_downloads()
+        self.recover()
         sync_id = self.store.start_job(reg, request.strategy, request.transport,
                                        safe_filter.sql if safe_filter else None, trigger=request.trigger,
                                        started_by=request.started_by, queued=queued)
         return SyncRun(self, request, reg, sync_id, safe_filter, on_progress)
 
-    def _remove_stale_downloads(self) -> None:
-        """Download folders of syncs that are not running (killed mid-download) only fill the disk."""
+    def recover(self) -> None:
+        """Clean up after processes that died mid-sync (kill -9, a power cut): their jobs end
+        `failed`, so their tables can be synced again, and their download folders, which only
+        fill the disk, are removed. Run when a server starts and before every sync."""
+        self.store.reap_dead_jobs()
         downloads = self.settings.data_dir / "tmp"
         if not downloads.is_dir():
             return
-        self.store.reap_dead_jobs()
         running = {job["sync_id"] for job in self.store.running_jobs()}
         for folder in downloads.iterdir():
             if folder.name.removesuffix("_keys") not in running:
@@ -305,9 +320,14 @@ class SyncEngine:
         except BaseException as exc:
             stats.duration_s = run.elapsed()
             stopped = run.stop_reason() if isinstance(exc, SfduckError | duckdb.Error) else None
+            full = (out_of_space(exc, self.settings.data_dir, self.store.path)
+                    if not stopped and isinstance(exc, Exception) else None)
             if stopped:  # however it surfaced (our check, an interrupted DuckDB statement)
                 exc = SyncCancelledError(stopped)
                 message = stopped
+            elif full is not None:  # the real cause, whatever error the full disk surfaced as
+                exc = full
+                message = str(full)
             elif isinstance(exc, SfduckError):
                 message = str(exc)
             elif isinstance(exc, KeyboardInterrupt):

@@ -173,7 +173,12 @@ class Service:
     # --- lifetime --------------------------------------------------------------------------------
 
     def start_background(self) -> None:
-        """What runs as long as the server does: the scheduler (started by the server's lifespan)."""
+        """What runs as long as the server does: the scheduler (started by the server's lifespan),
+        after cleaning up what a server that died mid-sync left (see SyncEngine.recover)."""
+        try:
+            self.engine.recover()
+        except SfduckError as exc:  # a busy file: the next sync and the next status poll recover
+            _log.warning("could not clean up after syncs of a stopped process yet: %s", exc)
         self.scheduler.start()
         if self.settings.job_retention_days:
             cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self.settings.job_retention_days)

@@ -131,10 +131,15 @@ MIGRATIONS: list[list[str]] = [
             last_outcome VARCHAR,
             updated_by VARCHAR,
             updated_at TIMESTAMPTZ NOT NULL)"""],
-    # a year of schedules is a million jobs: look one up (status polls) without scanning them all
-    [f"CREATE INDEX sync_jobs_by_id ON {META}.sync_jobs (sync_id)",
-     f"CREATE INDEX sync_jobs_by_table ON {META}.sync_jobs (table_id)"],
-    # a sync that found nothing changed ends `skipped`, a status of its own; it used to end
+    # (once indexes on sync_jobs; a fresh file no longer creates them, see the next migration)
+    [],
+    # No ART index on the job rows, which every sync updates: after a kill -9 the replayed WAL left
+    # an index that no longer found a `running` job, so recovery, cancel and every update of it
+    # matched nothing and the table stayed blocked for ever (issue 18). A lookup scans instead;
+    # time-ordered sync ids (new_sync_id) let it skip all but one row group.
+    [f"DROP INDEX IF EXISTS {META}.sync_jobs_by_id",
+     f"DROP INDEX IF EXISTS {META}.sync_jobs_by_table"],
+    # (after the indexes are gone) a sync that found nothing changed ends `skipped`, a status of its own; it used to end
     # `completed` with `skipped: true` in its stats, so such jobs (and table statuses) are renamed
     [f"UPDATE {META}.sync_jobs SET status = 'skipped' "
      "WHERE status = 'completed' AND coalesce(stats->>'skipped', '') = 'true'",
@@ -385,13 +390,25 @@ def storage_type(con: duckdb.DuckDBPyConnection, duck_type: str) -> str:
 def lake_statement(sql: str) -> str | None:
     """A statement written for a DuckDB file, in the form DuckLake accepts (see _BOOLEAN_DEFAULT);
     None for an index, which DuckLake does not have (its files carry min/max statistics instead)."""
-    if sql.lstrip().upper().startswith("CREATE INDEX"):
+    if re.match(r"\s*(CREATE|DROP)\s+INDEX\b", sql, re.IGNORECASE):
         return None
     return _BOOLEAN_DEFAULT.sub(lambda m: f"{m.group(1)}'{m.group(2).lower()}'", sql)
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def new_sync_id() -> str:
+    """A UUID version 7 (RFC 9562): the creation time in milliseconds, then random bits. Jobs are
+    appended in creation order, so each row group of sync_jobs holds a narrow range of ids and
+    DuckDB's min/max statistics skip all the others when a job is looked up by id (there is no
+    index, see MIGRATIONS)."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits: 12 + 62 used
+    value = ((millis & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 68) << 64
+             | 0b10 << 62 | rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
 
 
 class _WarmDatabases:
@@ -582,6 +599,8 @@ class Store:
         self.lock_timeout_s = lock_timeout_s
         self.memory_limit = memory_limit
         self.keep_warm_s = keep_warm_s
+        # beside the DuckDB file (for a lake: the state folder that SFDUCK_DUCKDB_PATH names)
+        self.notes_dir = Path(path).parent / "job-notes"
 
     @property
     def is_lake(self) -> bool:
@@ -879,7 +898,7 @@ class Store:
                   trigger: str = "cli", started_by: str | None = None, queued: bool = False) -> str:
         """Insert a `running` job (`pending` when `queued` for an executor slot) unless one is
         already pending or running for this table (checked atomically)."""
-        sync_id = str(uuid.uuid4())
+        sync_id = new_sync_id()
         with _job_lock, self.connect() as con:
             self._reap_dead_jobs(con)
             running = con.execute(
@@ -905,6 +924,7 @@ class Store:
                 con.execute(f"UPDATE {META}.sync_jobs SET status = 'running', started_at = ? WHERE sync_id = ?",
                             [ts, sync_id])
             self._record_status(con, reg, sync_id, "pending" if queued else "running", ts)
+        self._reserve_note(sync_id)
         return sync_id
 
     def mark_running(self, sync_id: str) -> None:
@@ -1006,26 +1026,63 @@ class Store:
                     [status, ts, message, json.dumps(stats, default=_iso), sync_id],
                 )
                 self._record_status(con, reg, sync_id, status, ts)
-        except (duckdb.Error, OSError):
+        except (duckdb.Error, OSError, SfduckError):
             UNRECORDED_FAILURES[sync_id] = message
+            self._write_note(sync_id, message)
 
     def finish(self, sync_id: str) -> None:
         ACTIVE_SYNCS.discard(sync_id)
+        if sync_id not in UNRECORDED_FAILURES:
+            with contextlib.suppress(OSError):
+                self._note(sync_id).unlink(missing_ok=True)
+
+    # A failure that could not be written to the store (its disk was full) must outlive the process:
+    # each job reserves a small file when it starts, and its message is written into that space,
+    # which needs no free block; whoever reaps the job reads it there (see _reap_dead_jobs).
+    NOTE_BYTES = 4096
+
+    def _note(self, sync_id: str) -> Path:
+        return self.notes_dir / f"{sync_id}.failure"
+
+    def _reserve_note(self, sync_id: str) -> None:
+        with contextlib.suppress(OSError):  # best effort: without it, a lost failure says "stopped"
+            private_dir(self.notes_dir)
+            fd = os.open(self._note(sync_id), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.NOTE_BYTES)
+            finally:
+                os.close(fd)
+
+    def _write_note(self, sync_id: str, message: str) -> None:
+        data = message.encode()[: self.NOTE_BYTES - 4].decode(errors="ignore").encode()
+        with contextlib.suppress(OSError):
+            fd = os.open(self._note(sync_id), os.O_WRONLY)  # never created here: its space is reserved
+            try:
+                os.pwrite(fd, data.ljust(self.NOTE_BYTES, b"\0"), 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _read_note(self, sync_id: str) -> str | None:
+        try:
+            text = self._note(sync_id).read_bytes().rstrip(b"\0").decode(errors="replace").strip()
+        except OSError:
+            return None
+        return text or None
 
     def _reap_dead_jobs(self, con: duckdb.DuckDBPyConnection) -> None:
         """A job left `running` by a process that died is failed, so it no longer blocks its table."""
         rows = con.execute(
-            f"SELECT sync_id, table_id, pid, host, process_started FROM {META}.sync_jobs "
+            f"SELECT sync_id, table_id, pid, host, process_started, trigger FROM {META}.sync_jobs "
             "WHERE status IN ('pending', 'running')"
         ).fetchall()
         me = socket.gethostname()
-        for sync_id, table_id, pid, host, started in rows:
+        for sync_id, table_id, pid, host, started, trigger in rows:
             if host != me or _job_alive(sync_id, pid, started):
                 continue
             ts = now()
-            message = UNRECORDED_FAILURES.pop(sync_id, None) or (
-                f"The process running this sync (pid {pid}) stopped before it finished; "
-                "the table was left as it was before the sync.")
+            message = (UNRECORDED_FAILURES.get(sync_id) or self._read_note(sync_id)
+                       or _stopped_message(pid, trigger))
             con.execute(
                 f"UPDATE {META}.sync_jobs SET status = 'failed', completed_at = ?, error_message = ? "
                 "WHERE sync_id = ?",
@@ -1036,6 +1093,9 @@ class Store:
                 "WHERE table_id = ? AND last_sync_id = ?",
                 [table_id, sync_id],
             )
+            UNRECORDED_FAILURES.pop(sync_id, None)
+            with contextlib.suppress(OSError):
+                self._note(sync_id).unlink(missing_ok=True)
 
     def reap_dead_jobs(self) -> None:
         with _job_lock, self.connect() as con:
@@ -1265,13 +1325,22 @@ class Store:
 
     @staticmethod
     def staging_name(sync_id: str) -> str:
-        return f"{STAGING_PREFIX}{sync_id.replace('-', '')[:16]}"
+        """Unique per sync: the random end of its id (the start of a time-ordered id is its time,
+        shared by syncs started in the same millisecond)."""
+        return f"{STAGING_PREFIX}{sync_id.replace('-', '')[-16:]}"
 
 
 def _memory_limit(value: str) -> str:
     if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)?", value.strip(), re.IGNORECASE):
         raise ValueError(f"Invalid DuckDB memory limit {value!r}")
     return value.strip()
+
+
+def _stopped_message(pid: int | None, trigger: str | None) -> str:
+    """Why a job that nobody runs any more ended: the server or the command that ran it stopped."""
+    who = "sfduck command" if trigger in (None, "cli") else "server"
+    return (f"The {who} stopped during this sync (process {pid} ended before it finished); the table was "
+            "left as it was before the sync, and it can be synced again.")
 
 
 def _job_alive(sync_id: str, pid: int | None, started: float | None) -> bool:

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sfduck_core.errors import SourceError, SyncFailedError
+from sfduck_core.errors import SourceError, StoreBusyError, SyncFailedError
 from sfduck_core.files import private_dir
 from sfduck_core.humanize import human_bytes
 from sfduck_core.source import SnowflakeSource, TableDescription
@@ -269,17 +269,41 @@ def check_free_space(source_bytes: int | None, data_dir: Path, duckdb_path: Path
             )
 
 
+DISK_FULL_MESSAGE = "No space left on the device holding"
+NEARLY_FULL_BYTES = 1 << 20  # a disk with less free is what made a write fail, whatever the error said
+_DISK_FULL_TEXTS = ("no space left on device", "database or disk is full")
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    return getattr(exc, "errno", None) == errno.ENOSPC or "no space left on device" in str(exc).lower()
+    return getattr(exc, "errno", None) == errno.ENOSPC or any(t in str(exc).lower() for t in _DISK_FULL_TEXTS)
 
 
-def disk_full(exc: BaseException, data_dir: Path, duckdb_path: Path) -> SyncFailedError:
-    places = {str(existing_parent(p)): shutil.disk_usage(existing_parent(p)).free
-              for p in (data_dir, duckdb_path.parent)}
+def _free_space(data_dir: Path, storage_path: Path) -> dict[str, int]:
+    return {str(existing_parent(p)): shutil.disk_usage(existing_parent(p)).free
+            for p in (data_dir, storage_path.parent)}
+
+
+def disk_full(exc: BaseException, data_dir: Path, storage_path: Path) -> SyncFailedError:
+    places = _free_space(data_dir, storage_path)
+    fullest = min(places, key=lambda p: places[p])
     free = ", ".join(f"{human_bytes(n)} free at {p}" for p, n in places.items())
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return SyncFailedError(f"No space left on device ({first_line}); now {free}. The table was not changed; "
-                           "free some space and sync again.")
+    return SyncFailedError(f"{DISK_FULL_MESSAGE} {fullest} ({first_line}); now {free}. The table was not "
+                           "changed; free some space and sync again.")
+
+
+def out_of_space(exc: BaseException, data_dir: Path, storage_path: Path) -> SyncFailedError | None:
+    """The failure as a full disk, when that is what it was: said so by the error, or an error of
+    the storage of another kind (a lake's SQLite catalog says "disk I/O error", a store that could
+    not be opened again) on a disk that is full. None when it was something else (Snowflake's
+    errors keep their own message), or already says so."""
+    if DISK_FULL_MESSAGE in str(exc):
+        return None
+    nearly_full = False
+    if isinstance(exc, duckdb.Error | OSError | StoreBusyError):
+        with contextlib.suppress(OSError):
+            nearly_full = min(_free_space(data_dir, storage_path).values()) < NEARLY_FULL_BYTES
+    return disk_full(exc, data_dir, storage_path) if is_disk_full(exc) or nearly_full else None
 
 
 def conversion_failed(exc: Exception) -> SyncFailedError:

@@ -123,7 +123,7 @@ def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], e
 
     assert _table_bytes(env, emulator.schema, "data") == before
     history = json.loads(cli(env, "history", emulator.schema, "data").stdout)
-    assert history[0]["status"] == "failed" and "stopped before it finished" in history[0]["error_message"]
+    assert history[0]["status"] == "failed" and "The sfduck command stopped during this sync" in history[0]["error_message"]
     again = cli(env, "sync", emulator.schema, "data", "--quiet", "--transport", transport)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["stats"]["rows_processed"] == TEST_DATA_ROWS

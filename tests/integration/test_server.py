@@ -19,7 +19,7 @@ import pytest
 
 from sfduck_core.store import Store
 from sfduck_emulator.settings import EmulatorSettings
-from tests.integration.conftest import TEST_DATA_ROWS, env_for
+from tests.integration.conftest import TARGETS, TEST_DATA_ROWS, env_for, read_only
 from tests.integration.test_api import PASSWORDS, write_users
 from tests.serving import free_port, wait_until_healthy
 
@@ -34,12 +34,14 @@ class Server:
     db: Path
 
 
-def start_server(emulator: EmulatorSettings, tmp: Path) -> Server:
-    env = env_for(emulator, tmp)
+def start_server(emulator: EmulatorSettings, tmp: Path, target_kind: str = "file",
+                 **extra_env: str) -> Server:
+    env = env_for(emulator, tmp, target_kind)
+    env.update(extra_env)
     write_users(tmp / "users.yaml")
     port = free_port()
     env.update(SFDUCK_USERS_FILE=str(tmp / "users.yaml"), SFDUCK_PORT=str(port), SFDUCK_ADDRESS="127.0.0.1")
-    log = open(tmp / "server.log", "w")  # noqa: SIM115 (closed with the process)
+    log = open(tmp / "server.log", "a")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(["./scripts/dashboard.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(f"{url}/api/v1/health", process, tmp / "server.log", 120)
@@ -156,9 +158,97 @@ def test_sigterm_cancels_running_syncs_and_exits_within_30_s(emulator: EmulatorS
         store = Store(server.db)
         job = store.get_job(second["sync_id"])
         assert job["status"] == "cancelled", job
+        # issue 18 item 14: not "Cancelled by an admin"
+        assert job["error_message"].startswith("Cancelled: the server was stopping"), job
         assert store.get_job(first["sync_id"])["status"] == "completed"
         with store.connect() as con:
             assert Store.count_rows(con, schema, "data") == TEST_DATA_ROWS
         assert os.path.getsize(server.db) > 0
     finally:
         stop(server)
+
+
+def api_session(server: Server) -> tuple[str, str]:
+    """The API's base URL and an admin's Authorization header."""
+    api = f"{server.url}/api/v1"
+    token = curl("-X", "POST", f"{api}/auth/token", "-d", f"username=ops&password={PASSWORDS['ops']}")["access_token"]
+    return api, f"Authorization: Bearer {token}"
+
+
+def post(url: str, auth: str, body: dict | None = None) -> tuple[int, dict]:
+    """POST a JSON body; (HTTP status, answer)."""
+    out = subprocess.run(["curl", "-s", "--max-time", "60", "-w", "\n%{http_code}", "-X", "POST", url, "-H", auth,
+                          "-H", "Content-Type: application/json", "-d", json.dumps(body or {})],
+                         capture_output=True, text=True, check=True)
+    answer, code = out.stdout.rsplit("\n", 1)
+    return int(code), json.loads(answer)
+
+
+def wait_for_job(api: str, auth: str, sync_id: str) -> dict:
+    deadline = time.monotonic() + 120
+    while (job := curl(f"{api}/sync/status/{sync_id}", "-H", auth))["status"] in ("pending", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
+
+
+FREEZE_HOOK = Path(__file__).resolve().parent / "freeze_hook"
+
+
+@pytest.mark.parametrize("target_kind", TARGETS)
+@pytest.mark.parametrize("transport", ["stage", "arrow"])
+def test_a_server_killed_mid_sync_recovers_the_job_at_restart(emulator: EmulatorSettings, tmp_path: Path,
+                                                              transport: str, target_kind: str) -> None:
+    """Issue 18 item 1: after SIGKILL the dead job was `running` for ever (new syncs 409, cancel 404).
+    The server is frozen (tests/integration/freeze_hook) with the sync's downloads on disk, killed,
+    and started again: the job ends failed, the table syncs again at once, the downloads are gone."""
+    flag = tmp_path / "freeze"
+    hook = {"PYTHONPATH": f"{FREEZE_HOOK}:{ROOT}", "SFDUCK_TEST_FREEZE_PHASE": "downloading",
+            "SFDUCK_TEST_FREEZE_FLAG": str(flag)}
+    server = start_server(emulator, tmp_path, target_kind, **hook)
+    schema = emulator.schema
+    body = {"table_name": "data", "schema_name": schema, "transport": transport, "force": True}
+    try:
+        api, auth = api_session(server)
+        assert post(f"{api}/sync/tables/register", auth, {"table_name": "data", "schema_name": schema})[0] == 200
+        code, first = post(f"{api}/sync/start", auth, body)
+        assert code == 202, first
+        assert wait_for_job(api, auth, first["sync_id"])["status"] == "completed"
+        flag.touch()  # the next sync freezes with its downloads on disk
+        code, dead = post(f"{api}/sync/start", auth, body)
+        assert code == 202, dead
+        deadline = time.monotonic() + 120
+        while (job := curl(f"{api}/sync/status/{dead['sync_id']}", "-H", auth)).get("progress") is None or (
+                job["progress"]["phase"] != "downloading" or not (job["progress"]["files_done"]
+                                                                  or job["progress"]["rows_done"])):
+            assert time.monotonic() < deadline and job["status"] in ("pending", "running"), job
+            time.sleep(0.05)
+        downloads = Path(server.env["SFDUCK_DATA_DIR"]) / "tmp" / dead["sync_id"]
+        assert any(downloads.iterdir())  # the dead sync's files, which the restart must remove
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(30)
+    finally:
+        stop(server)
+    flag.unlink()
+
+    server = start_server(emulator, tmp_path, target_kind)
+    try:
+        api, auth = api_session(server)
+        assert not downloads.exists()  # removed at start, before any new sync
+        job = curl(f"{api}/sync/status/{dead['sync_id']}", "-H", auth)
+        assert job["status"] == "failed", job
+        assert "the server stopped during this sync" in job["error_message"].lower(), job
+        code, refused = post(f"{api}/sync/cancel/{dead['sync_id']}", auth)
+        assert code != 404 and "not running" in refused["detail"], refused  # found, and over
+        code, again = post(f"{api}/sync/start", auth, body)
+        assert code == 202, again
+        job = wait_for_job(api, auth, again["sync_id"])
+        assert job["status"] == "completed", job
+        assert job["stats"]["rows_processed"] == TEST_DATA_ROWS
+    finally:
+        stop(server)
+    con = read_only(server.env)
+    try:
+        assert con.execute(f'SELECT count(*) FROM "{schema}"."data"').fetchone()[0] == TEST_DATA_ROWS
+    finally:
+        con.close()

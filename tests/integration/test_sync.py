@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,7 +25,8 @@ from sfduck_core.errors import (
 from sfduck_core.store import META, Store
 from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS, ORDER_ROWS
 from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
-from tests.integration.conftest import TEST_DATA_ROWS, read_only
+from tests.integration.conftest import TEST_DATA_ROWS, env_for, read_only
+from tests.integration.test_cli import ROOT, cli
 
 TRANSPORTS = ["stage", "arrow"]
 JSON_COLUMNS = {name for name, typ in ALL_TYPES_COLUMNS if typ in ("VARIANT", "OBJECT", "ARRAY")}
@@ -314,16 +317,36 @@ def test_a_full_disk_says_so_and_leaves_the_table_as_it_was(settings, emulator: 
                     filler.flush()
 
     engine.register(schema, "data")
-    with pytest.raises(SyncFailedError, match=f"No space left on device.*free at {tiny_disk}"):
+    with pytest.raises(SyncFailedError, match=f"No space left on the device holding {tiny_disk}.*free at {tiny_disk}"):
         engine.sync(SyncRequest(schema, "data", transport=transport), fill_the_disk)
     (tiny_disk / "filler").unlink()
     engine.store.reap_dead_jobs()
     job = engine.store.history(schema, "data")[0]
-    assert job["status"] == "failed" and "No space left on device" in job["error_message"]
+    assert job["status"] == "failed" and "No space left on the device holding" in job["error_message"]
     assert "rollback" not in job["error_message"].lower()
     with engine.store.connect() as con:
         assert Store.count_rows(con, schema, "ORDERS") == ORDER_ROWS
         assert not Store.table_exists(con, schema, "data")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_full_disk_is_what_the_job_records_after_the_process_ended(emulator: EmulatorSettings, tiny_disk: Path,
+                                                                     target_kind: str, transport: str) -> None:
+    """Issue 18 item 12: a process whose failure could not be written (the disk was full) and that
+    then ended left its job to be reaped as "process stopped"; the job says the disk was full."""
+    env = env_for(emulator, tiny_disk, target_kind)
+    schema = emulator.schema
+    assert cli(env, "register", schema, "data").returncode == 0
+    run = subprocess.run([sys.executable, str(ROOT / "tests" / "integration" / "sync_filling_disk.py"), schema,
+                          "data", transport, str(tiny_disk / "filler")], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 1 and f"No space left on the device holding {tiny_disk}" in run.stdout, (
+        run.stdout, run.stderr[-2000:])
+    (tiny_disk / "filler").unlink()
+    [job] = json.loads(cli(env, "history", schema, "data").stdout)  # another process, which reaps the job
+    assert job["status"] == "failed", job
+    assert job["error_message"].startswith(f"No space left on the device holding {tiny_disk}"), job
+    assert "stopped" not in job["error_message"], job
 
 
 def test_a_sync_that_cannot_fit_is_refused_before_anything_moves(engine: SyncEngine, emulator: EmulatorSettings,

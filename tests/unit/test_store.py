@@ -5,13 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from sfduck_core.errors import StoreBusyError, SyncAlreadyRunningError
 from sfduck_core.files import private_dir
-from sfduck_core.store import META, MIGRATIONS, Store
+from sfduck_core.store import META, MIGRATIONS, Store, _migrated
 
 
 def test_a_busy_file_waits_a_bounded_time_then_says_so(tmp_path: Path) -> None:
@@ -61,10 +63,64 @@ def test_a_job_left_running_by_a_dead_process_is_failed_and_frees_its_table(tmp_
     store.finish(sync_id)
     second = store.start_job(reg, "full", "auto", None)
     old = store.get_job(sync_id)
-    assert old["status"] == "failed" and f"pid {dead.pid}" in old["error_message"]
+    assert old["status"] == "failed" and f"process {dead.pid} ended" in old["error_message"]
+    assert old["error_message"].startswith("The sfduck command stopped during this sync")
     with pytest.raises(SyncAlreadyRunningError):
         store.start_job(reg, "full", "auto", None)
     assert store.get_job(second)["status"] == "running"
+
+
+def test_job_rows_have_no_index_that_a_crash_could_leave_stale(tmp_path: Path) -> None:
+    """Issue 18 item 1: after a kill -9, the replayed ART index of sync_jobs no longer found a
+    running job, so recovery and cancel updated nothing. A file made before has its indexes
+    dropped; job lookups scan (time-ordered ids keep that to one row group)."""
+    path = tmp_path / "old.duckdb"
+    Store(path).reap_dead_jobs()
+    index_migration = 1 + next(i for i, m in enumerate(MIGRATIONS) if any("DROP INDEX" in sql for sql in m))
+    with duckdb.connect(str(path)) as con:  # as a file migrated by a version that had the indexes
+        con.execute(f"CREATE INDEX sync_jobs_by_id ON {META}.sync_jobs (sync_id)")
+        con.execute(f"CREATE INDEX sync_jobs_by_table ON {META}.sync_jobs (table_id)")
+        con.execute(f"DELETE FROM {META}.schema_version WHERE version >= ?", [index_migration])
+    _migrated.discard(str(path.resolve()))
+    store = Store(path)
+    store.reap_dead_jobs()
+    with store.connect() as con:
+        assert con.execute("SELECT index_name FROM duckdb_indexes() WHERE schema_name = ?", [META]).fetchall() == []
+    reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+                                    include_columns=(), exclude_columns=())
+    assert uuid.UUID(store.start_job(reg, "full", "auto", None)).version == 7  # time-ordered
+
+
+def test_a_failure_the_store_could_not_take_outlives_its_process(tmp_path: Path) -> None:
+    """Issue 18 item 12: a sync whose failure could not be written (a full disk; here the file held
+    by another process) and whose process then ended is reaped with that failure, not "stopped"."""
+    path = tmp_path / "n.duckdb"
+    code = r"""
+import subprocess, sys
+from sfduck_core.store import Store
+store = Store(sys.argv[1], lock_timeout_s=0.5)
+reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+                                include_columns=(), exclude_columns=())
+sync_id = store.start_job(reg, "full", "auto", None)
+holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                          "print('held', flush=True); sys.stdin.read()", sys.argv[1]],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+assert holder.stdout.readline().strip() == "held"
+store.fail_job(reg, sync_id, "No space left on the device holding /data (test)", {})
+store.finish(sync_id)
+holder.stdin.close()
+holder.wait()
+print(sync_id)
+"""
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr
+    sync_id = run.stdout.strip()
+    store = Store(path)
+    assert store.get_job(sync_id)["status"] == "running"  # the failure never reached the file
+    store.reap_dead_jobs()
+    assert store.get_job(sync_id)["error_message"] == "No space left on the device holding /data (test)"
+    assert not any(store.notes_dir.iterdir())
 
 
 def test_what_sfduck_creates_is_owner_only(tmp_path: Path) -> None:
