@@ -15,9 +15,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from sfduck_core.job_status import JOB_STATUSES
 from sfduck_core.progress import SyncProgress
 from sfduck_core.schedules import Schedule
-from sfduck_core.store import JOB_STATUSES, META, Store
+from sfduck_core.store import META, Store
 
 NEVER, PAUSED, SKIPPED = "never", "paused", "skipped"
 ACTIVE_STATUSES = ("pending", "running")

@@ -119,19 +119,3 @@ def jobs_frame(jobs: list[dict[str, Any]]) -> pd.DataFrame:
     for column in ("duration_s", "rows", "bytes", "rows_per_s"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
-
-
-def summary_bucket(since: dt.date, until: dt.date) -> str:
-    """A time bucket that keeps a chart readable: days up to half a year, then weeks, then months."""
-    span = (until - since).days
-    return "day" if span <= 180 else "week" if span <= 3 * 365 else "month"
-
-
-def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Store.job_summary() as a frame for charts (bucket as UTC timestamps, counts as numbers)."""
-    frame = pd.DataFrame(rows, columns=["bucket", "table", "jobs", "completed", "skipped", "failed", "cancelled", "rows",
-                                        "avg_duration_s", "max_duration_s", "rows_per_s"])
-    frame["bucket"] = pd.to_datetime(frame["bucket"])
-    for column in frame.columns[2:]:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame

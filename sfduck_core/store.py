@@ -178,7 +178,6 @@ UNRECORDED_FAILURES: dict[str, str] = {}
 _job_lock = threading.Lock()
 
 
-BUCKETS = ("hour", "day", "week", "month")
 
 
 def extension_file(name: str) -> Path:
@@ -1120,32 +1119,6 @@ class Store:
         with self.connect(read_only=True) as con:
             total = int(con.execute(f"SELECT count(*) FROM {META}.sync_jobs {where}", params).fetchone()[0])
             return self._jobs(where, params, limit, offset, con), total
-
-    def job_summary(self, query: JobQuery, bucket: str) -> list[dict[str, Any]]:
-        """Per time bucket (`hour`, `day`, `week`, `month`) and table: jobs, failures, rows and
-        durations, aggregated in DuckDB so that a year of schedules never reaches pandas row by row."""
-        if bucket not in BUCKETS:
-            raise SfduckError(f"Unknown time bucket {bucket!r}; use one of {', '.join(BUCKETS)}.")
-        where, params = query.where()
-        with self.connect(read_only=True) as con:
-            cur = con.execute(
-                "SELECT date_trunc(?, created_at AT TIME ZONE 'UTC') AS bucket, "
-                "schema_name || '.' || table_name AS \"table\", count(*) AS jobs, "
-                "count(*) FILTER (WHERE status = 'completed') AS completed, "
-                "count(*) FILTER (WHERE status = 'skipped') AS skipped, "
-                "count(*) FILTER (WHERE status = 'failed') AS failed, "
-                "count(*) FILTER (WHERE status = 'cancelled') AS cancelled, "
-                "sum(TRY_CAST(stats->>'rows_processed' AS BIGINT)) FILTER (WHERE status = 'completed') AS rows, "
-                "avg(TRY_CAST(stats->>'duration_s' AS DOUBLE)) AS avg_duration_s, "
-                "max(TRY_CAST(stats->>'duration_s' AS DOUBLE)) AS max_duration_s, "
-                "sum(TRY_CAST(stats->>'rows_processed' AS BIGINT)) FILTER (WHERE status = 'completed') "
-                "  / nullif(sum(TRY_CAST(stats->>'duration_s' AS DOUBLE)) FILTER (WHERE status = 'completed'), 0) "
-                "  AS rows_per_s "
-                f"FROM {META}.sync_jobs {where} GROUP BY ALL ORDER BY 1, 2",
-                [bucket, *params],
-            )
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def job_facets(self) -> dict[str, Any]:
         """The values the job filters can take (tables, statuses, triggers, users), for pickers."""

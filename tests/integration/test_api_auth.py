@@ -4,37 +4,21 @@ token, tokens with a non-finite expiry are refused, and the throttle cannot be t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import jwt
-import pytest
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from sfduck_core.config import Settings
-from sfduck_core.service import Service, build_service
+from sfduck_core.service import Service
 from sfduck_core.sessions import resolve_session_key
 from sfduck_server.proxies import ClientAddress, TrustedProxies
 from sfduck_server.session_cookie import session_cookie_routes
 from sfduck_ui.auth import SESSION_COOKIE, SESSION_COOKIE_ROUTE
-from tests.integration.test_api import PASSWORDS, client_for, token, write_users
+from tests.integration.test_api import PASSWORDS, api, service, token
 
-
-@pytest.fixture
-def service(settings: Settings, tmp_path: Path) -> Iterator[Service]:
-    write_users(tmp_path / "users.yaml")
-    svc = build_service(dataclasses.replace(settings, users_file=tmp_path / "users.yaml"))
-    yield svc
-    svc.shutdown(10)
-
-
-@pytest.fixture
-def api(service: Service) -> TestClient:
-    return client_for(service)
+__all__ = ["api", "service"]  # the fixtures, shared with test_api
 
 
 def test_logout_revokes_the_presented_token_only(api: TestClient) -> None:

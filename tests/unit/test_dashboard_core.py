@@ -19,8 +19,8 @@ from sfduck_core.humanize import (
     human_interval,
     relative_time,
 )
+from sfduck_core.job_status import JOB_STATUSES
 from sfduck_core.schedules import Schedule
-from sfduck_core.store import JOB_STATUSES
 from sfduck_ui import status as look
 
 ROOT = Path(__file__).resolve().parents[2]
