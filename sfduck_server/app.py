@@ -19,9 +19,11 @@ import anyio
 import streamlit as st
 from starlette.middleware import Middleware
 
+from sfduck_core import local_server
 from sfduck_core.errors import SfduckError
 from sfduck_core.service import Service, shared_service
-from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
+from sfduck_server.api import ApiPrefix, create_api
+from sfduck_server.banner import print_banner, server_url
 from sfduck_ui.context import configured_cookie_key
 
 SHUTDOWN_WAIT_S = 20.0  # for running syncs to stop; the whole exit stays within 30 s
@@ -38,13 +40,17 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
     try:
         service = process_service()
         service.start_background()
-        _log.info("sfduck server: dashboard at /, API at %s (docs at %s/docs)", API_PREFIX, API_PREFIX)
+        url = server_url()
+        print_banner(service.settings, url)
+        # demo-mode commands use this server instead of starting an emulator of their own
+        local_server.record(service.settings.duckdb_path.parent, url, service.engine.snowflake.schema)
     except SfduckError as exc:  # the dashboard shows the same message on every page; the API answers 503
         _log.error("sfduck is not configured correctly: %s", exc)
     try:
         yield {}
     finally:
         if service is not None:
+            local_server.forget(service.settings.duckdb_path.parent)
             left = await anyio.to_thread.run_sync(service.shutdown, SHUTDOWN_WAIT_S)
             if left:
                 _log.warning("syncs still running at exit (their jobs are reaped as failed): %s", ", ".join(left))
