@@ -220,11 +220,6 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
         return [{**t.as_dict(), "registered": t.table_name in ids, "table_id": ids.get(t.table_name)}
                 for t in tables]
 
-    @api.get("/sync/tables/{schema_name}/{table_name}", response_model=s.DescriptionOut, tags=["sync"])
-    def describe(schema_name: str, table_name: str, svc: Svc, _: Reader) -> dict[str, Any]:
-        """A Snowflake table's columns with their Snowflake and DuckDB types, and its primary key."""
-        return svc.engine.describe(schema_name, table_name).as_dict()
-
     @api.post("/sync/tables/register", response_model=s.RegistrationOut, tags=["sync"])
     def register(body: s.RegisterIn, svc: Svc, who: Admin) -> dict[str, Any]:
         """Verify the table exists in Snowflake and allow it to be synced."""
@@ -268,6 +263,12 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
         return {"registration": reg.as_dict(),
                 "sync_status": svc.engine.store.sync_status(reg.schema_name, reg.table_name),
                 "jobs": [_with_progress(svc, j) for j in jobs], "total": total, "limit": limit, "offset": offset}
+
+    @api.get("/sync/tables/{schema_name}/{table_name}", response_model=s.DescriptionOut, tags=["sync"])
+    def describe(schema_name: str, table_name: str, svc: Svc, _: Reader) -> dict[str, Any]:
+        """A Snowflake table's columns with their Snowflake and DuckDB types, and its primary key.
+        (Declared after /sync/tables/status/{table_id}, which would otherwise be read as a table.)"""
+        return svc.engine.describe(schema_name, table_name).as_dict()
 
     @api.delete("/sync/tables/{schema_name}/{table_name}", response_model=s.RegistrationOut, tags=["sync"])
     def unregister(schema_name: str, table_name: str, svc: Svc, who: Admin) -> dict[str, Any]:

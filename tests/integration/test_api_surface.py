@@ -20,6 +20,11 @@ def test_registered_tables_and_their_ids(api: TestClient, emulator: EmulatorSett
     assert listed["ORDERS"]["registered"] is True and listed["ORDERS"]["table_id"] == reg["table_id"]
     assert listed["data"]["registered"] is False and listed["data"]["table_id"] is None
 
+    described = api.get(f"/sync/tables/{schema}/ORDERS", headers=admin).json()
+    assert described["primary_key"] == ["ORDER_ID"] and "UPDATED_AT" in {c["name"] for c in described["columns"]}
+    by_id = api.get(f"/sync/tables/status/{reg['table_id']}", headers=admin)  # not read as a table "status"
+    assert by_id.status_code == 200 and by_id.json()["registration"]["table_id"] == reg["table_id"]
+
     [orders] = api.get("/sync/tables", headers=admin).json()
     assert orders["table_id"] == reg["table_id"] and orders["status"] == "active"
     assert orders["incremental_key"] == "UPDATED_AT" and orders["primary_key"] == ["ORDER_ID"]
