@@ -13,7 +13,6 @@ from sfduck_core.preview import (
     QUERY_TIMEOUT_S,
     cached_summary,
     first_rows,
-    open_elsewhere,
     row_count,
     run_read_only_query,
     starter_query,
@@ -21,6 +20,7 @@ from sfduck_core.preview import (
     to_csv_bytes,
     to_parquet_bytes,
 )
+from sfduck_core.reader import reader_text
 from sfduck_ui.layout import load_or_stop, user_errors
 from sfduck_ui.values import show_exact
 
@@ -128,7 +128,8 @@ with sql_tab:
             parquet_col.download_button("Download Parquet", to_parquet_bytes(result.table), "sfduck_query.parquet",
                                         "application/vnd.apache.parquet", icon=":material/download:")
 with elsewhere_tab:
-    snippet = open_elsewhere(ctx.settings.storage, schema, table)
-    st.caption(snippet["note"])
-    st.code(snippet["sql"], language="sql")
-    st.code(snippet["python"], language="python")
+    st.caption("Open this table from your own DuckDB, with no network needed (`sfduck reader` prints the same "
+               "lines): in Python,")
+    st.code(reader_text(ctx.settings.storage, "python", schema, table), language="python")
+    st.caption("or in a DuckDB of the same version on this machine:")
+    st.code(reader_text(ctx.settings.storage, "sql", schema, table), language="sql")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the pinned requirements; with --for-tests also Debian's chromium (browser
-# test) and postgresql (lake tests). Idempotent: a second run only checks.
+# Creates .venv and installs the server's pinned runtime set (requirements.txt); with --for-tests also
+# the test tools (requirements-test.txt), Debian's chromium (browser test) and postgresql (lake tests).
+# Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -19,6 +20,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 if [ "${1:-}" = "--for-tests" ]; then
+  test_stamp=.venv/.requirements-test.sha
+  want_test=$(cat requirements.txt requirements-test.txt | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$test_stamp" 2>/dev/null)" != "$want_test" ]; then
+    .venv/bin/python -m pip install --quiet -r requirements-test.txt
+    echo "$want_test" > "$test_stamp"
+  fi
   # Debian's chromium for the browser test, PostgreSQL for the lake tests' throwaway catalog cluster
   missing=""
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium"

@@ -9,20 +9,44 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sfduck_core import local_server
 from sfduck_core.config import load_settings
-from sfduck_core.errors import ConfigError, JobNotFoundError, SfduckError
+from sfduck_core.errors import (
+    ConfigError,
+    JobNotFoundError,
+    ServerUnreachableError,
+    SfduckError,
+    TableNotFoundError,
+    worded,
+)
 from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.job_status import SUCCESS_STATUSES
 from sfduck_core.plugins import command, snowflake_source
 from sfduck_core.progress import SyncProgress, ignore_progress
+from sfduck_core.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from sfduck_core.engine import SyncEngine
+    from sfduck_core.remote import RemoteServer
+
+# Commands that read this machine's settings and files; every other one also runs through --server.
+LOCAL_ONLY = ("doctor", "reader")
+
+
+# How the command line words the fix of an error (the API and the dashboard word the same fixes their way).
+CLI_HINTS = {
+    "register": "Register it first: sfduck register {schema} {table}",
+    "incremental_key": "Register it with one (sfduck register {schema} {table} --incremental-key COL) or pass "
+                       "--incremental-key COL to sync.",
+    "primary_key": "Register one: sfduck register {schema} {table} --primary-key COL[,COL...]",
+    "exclude_columns": "Leave such columns out: sfduck register SCHEMA TABLE --exclude-columns C1,C2",
+}
 
 
 def _csv(value: str) -> list[str]:
@@ -94,9 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-days", type=float, metavar="N", help="keep every snapshot of the last N days")
     p.add_argument("--dry-run", action="store_true", help="say what would be expired; change nothing")
 
-    p = sub.add_parser("doctor", help="check the Snowflake account, rights, transports and types before the first "
-                                      "sync (exit 1 if a check fails)")
+    text = ("check the Snowflake account, rights, transports and types before the first sync (exit 1 if a check "
+            "fails; runs locally, on this machine's settings)")
+    p = sub.add_parser("doctor", help=text, description=text)
     p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+
+    text = ("print the lines that open the synced data from your own DuckDB, offline (runs locally: the paths are "
+            "this machine's)")
+    p = sub.add_parser("reader", help=text, description=text)
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--python", dest="form", action="store_const", const="python",
+                      help="a Python script leaving the connection in `con` (default)")
+    form.add_argument("--sql", dest="form", action="store_const", const="sql",
+                      help="SQL for a DuckDB of the same version on this machine")
+    form.add_argument("--cli", dest="form", action="store_const", const="cli", help="the DuckDB command line")
+    p.add_argument("schema", nargs="?", help="with TABLE: the first query counts its rows")
+    p.add_argument("table", nargs="?")
 
     sub.add_parser("emulator", help="run the embedded Snowflake emulator and print how to reach it "
                                     "(see `emulator --help`)")
@@ -129,15 +166,18 @@ def _progress_listener(args: argparse.Namespace) -> Callable[[SyncProgress], Non
     return _StderrProgress() if show and not args.quiet else ignore_progress
 
 
-def run_remote(args: argparse.Namespace, url: str) -> int:
+def run_remote(args: argparse.Namespace, server: RemoteServer, default_schema: str | None) -> int:
     """The same commands, through a running server's API (so cron never competes for the file)."""
-    from sfduck_core.remote import RemoteServer, quote
+    from sfduck_core.remote import quote
 
-    server = RemoteServer(url)
+    if getattr(args, "schema", None) is None and default_schema:
+        args.schema = default_schema
     if args.command == "tables":
         if not args.schema:
             raise SfduckError("With --server, name the schema: sfduck --server URL tables SCHEMA.")
         _print(server.call("GET", f"/sync/tables/{quote(args.schema)}"))
+    elif args.command == "describe":
+        _print(server.call("GET", f"/sync/tables/{quote(args.schema)}/{quote(args.table)}"))
     elif args.command == "register":
         _print(server.call("POST", "/sync/tables/register", {
             "schema_name": args.schema, "table_name": args.table, "incremental_key": args.incremental_key,
@@ -159,16 +199,44 @@ def run_remote(args: argparse.Namespace, url: str) -> int:
     elif args.command == "cancel":
         _print(server.call("POST", f"/sync/cancel/{quote(args.sync_id)}"))
     elif args.command == "history":
-        _print(server.call("GET", "/sync/jobs", schema_name=args.schema, table_name=args.table,
-                           limit=1000)["jobs"])
+        jobs = server.call("GET", "/sync/jobs", schema_name=args.schema, table_name=args.table, limit=1000)["jobs"]
+        if not jobs:
+            known = [f"{t['schema_name']}.{t['table_name']}" for t in server.call("GET", "/sync/tables")]
+            name = f"{args.schema}.{args.table}"
+            if name not in known:
+                raise TableNotFoundError(f"{name} was never registered, so it has no sync history."
+                                         + did_you_mean(name, known))
+        _print(jobs)
     elif args.command == "restore":
         _print(server.call("POST", "/sync/restore", {"schema_name": args.schema, "table_name": args.table,
                                                      "sync_id": args.sync_id, "trigger": "cli"}))
     elif args.command == "retention":
         _print(server.call("POST", "/lake/retention", {"keep_versions": args.keep_versions,
                                                        "keep_days": args.keep_days, "dry_run": args.dry_run}))
-    else:
-        raise SfduckError(f"`{args.command}` runs locally only; leave out --server.")
+    return 0
+
+
+def _demo_server(url: str) -> RemoteServer | None:
+    """The demo server on this machine, logged in as its demo admin unless the environment names a
+    user; None when it does not answer (then the command runs locally)."""
+    from sfduck_core.remote import TOKEN_ENV, USER_ENV, RemoteServer
+    from sfduck_core.users import ADMIN, DEMO_PASSWORDS
+
+    try:
+        if os.environ.get(TOKEN_ENV) or os.environ.get(USER_ENV):
+            return RemoteServer(url)
+        return RemoteServer(url, credentials=(ADMIN, DEMO_PASSWORDS[ADMIN]))
+    except ServerUnreachableError:
+        return None
+
+
+def _reader(args: argparse.Namespace) -> int:
+    """The analyst's lines for this machine's target (no Snowflake, no server needed)."""
+    from sfduck_core.reader import reader_text
+
+    if bool(args.schema) != bool(args.table):
+        raise SfduckError("Name both SCHEMA and TABLE (or neither): sfduck reader [SCHEMA TABLE].")
+    print(reader_text(load_settings().storage, args.form or "python", args.schema, args.table), end="")
     return 0
 
 
@@ -198,13 +266,23 @@ def _os_user() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    if args.command == "doctor":
-        return _doctor(args)
+    url = args.server
+    if args.command in LOCAL_ONLY:
+        if url:
+            print(f"note: `{args.command}` runs locally (on this machine's settings and files); --server is "
+                  "not used.", file=sys.stderr)
+        return _doctor(args) if args.command == "doctor" else _reader(args)
     settings = load_settings()
-    url = args.server or settings.server_url
-    if url and args.command != "describe":  # describe only asks Snowflake: no file to compete for
-        return run_remote(args, url)
+    url = url or settings.server_url
+    if url:
+        from sfduck_core.remote import RemoteServer
+
+        return run_remote(args, RemoteServer(url), settings.snowflake.schema)
+    if settings.demo and (running := local_server.running_server(settings.duckdb_path.parent)):
+        # demo mode: the running server already has the emulator up and owns the file
+        server = _demo_server(running["url"])
+        if server is not None:
+            return run_remote(args, server, running.get("schema"))
     from sfduck_core.engine import SyncEngine
     from sfduck_core.notify import Notifier
 
@@ -223,17 +301,7 @@ def _run_local(args: argparse.Namespace, engine: SyncEngine) -> int:
     if args.command == "tables":
         _print([t.as_dict() for t in engine.list_tables(args.schema)])
     elif args.command == "describe":
-        desc = engine.describe(args.schema, args.table)
-        _print({
-            "schema_name": desc.schema_name,
-            "table_name": desc.table_name,
-            "primary_key": list(desc.primary_key),
-            "columns": [
-                {"name": p.name, "snowflake_type": str(p.snowflake_type), "duckdb_type": p.duckdb_type,
-                 "nullable": c.nullable}
-                for p, c in zip(desc.plans, desc.columns, strict=True)
-            ],
-        })
+        _print(engine.describe(args.schema, args.table).as_dict())
     elif args.command == "register":
         reg = engine.register(args.schema, args.table, incremental_key=args.incremental_key,
                               primary_key=args.primary_key, detect_deletes=args.detect_deletes,
@@ -258,7 +326,7 @@ def _run_local(args: argparse.Namespace, engine: SyncEngine) -> int:
         _print(engine.cancel(args.sync_id))
     elif args.command == "history":
         engine.store.reap_dead_jobs()
-        _print(engine.store.history(engine.default_schema(args.schema), args.table))
+        _print(engine.store.table_history(engine.default_schema(args.schema), args.table))
     elif args.command == "restore":
         _print(engine.restore(args.schema, args.table, args.sync_id, trigger="cli", started_by=user))
     elif args.command == "retention":
@@ -284,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except SfduckError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {worded(exc, CLI_HINTS)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

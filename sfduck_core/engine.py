@@ -27,6 +27,7 @@ from sfduck_core.config import Settings, SnowflakeSettings
 from sfduck_core.errors import (
     ConfigError,
     JobNotFoundError,
+    MissingIncrementalKeyError,
     NameCollisionError,
     SfduckError,
     SyncCancelledError,
@@ -50,6 +51,7 @@ from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import case_collisions, local_name_key, qualified, quote_ident, validate_identifier
 from sfduck_core.stats import SyncStats
 from sfduck_core.store import Registration, Store
+from sfduck_core.suggest import did_you_mean
 from sfduck_core.transfer import (
     ArrowSpool,
     Transfer,
@@ -212,7 +214,7 @@ class SyncEngine:
             if unknown:
                 raise TableNotFoundError(
                     f"Unknown {label} {', '.join(map(repr, unknown))} for {schema}.{table}; "
-                    f"its columns are: {', '.join(names)}."
+                    f"its columns are: {', '.join(names)}.{did_you_mean(unknown[0], names)}"
                 )
         if include_columns and exclude_columns:
             raise SfduckError("Give either the columns to keep or the columns to exclude, not both.")
@@ -270,6 +272,8 @@ class SyncEngine:
         validate_identifier(request.table_name, "table name")
         request = dataclasses.replace(request, schema_name=schema)  # the caller's request stays as given
         reg = self.store.require_active(schema, request.table_name)
+        if request.strategy == "incremental" and not (request.incremental_key or reg.incremental_key):
+            raise MissingIncrementalKeyError(schema, request.table_name)
         self.store.claim_source(self.settings.source_label)
         safe_filter = None
         if request.where:
@@ -637,7 +641,7 @@ class IncrementalPlan:
             if key_plan is None:
                 raise SfduckError(
                     f"Incremental key {key_name!r} is not a column of {desc.schema_name}.{desc.table_name}; "
-                    f"its columns are: {', '.join(desc.column_names)}."
+                    f"its columns are: {', '.join(desc.column_names)}.{did_you_mean(key_name, desc.column_names)}"
                 )
         status = store.sync_status(desc.schema_name, desc.table_name) or {}
         with store.connect() as con:
@@ -649,17 +653,15 @@ class IncrementalPlan:
         if req.strategy != "incremental":
             return cls(incremental=False, skip=unchanged, key_plan=key_plan)
         if key_plan is None:
-            raise SfduckError(
-                "An incremental sync needs an incremental key: register the table with --incremental-key "
-                "or pass --incremental-key."
-            )
+            raise MissingIncrementalKeyError(desc.schema_name, desc.table_name)
         primary_key = tuple(req.primary_key or reg.primary_key or desc.primary_key)
         missing = [k for k in primary_key if k not in desc.column_names]
         if missing:
             raise SfduckError(f"Primary-key column(s) {', '.join(missing)} not in the synced columns.")
         detect_deletes = bool(reg.detect_deletes if req.detect_deletes is None else req.detect_deletes)
         if detect_deletes and not primary_key:
-            raise SfduckError("Detecting deletes needs a primary key; register one with --primary-key.")
+            raise SfduckError("Detecting deletes needs a primary key.", remedy="primary_key",
+                              schema=desc.schema_name, table=desc.table_name)
         watermark = Watermark.from_dict(status.get("watermark"))
         if watermark is not None and watermark.column != key_plan.name:
             watermark = None  # the key changed: start over with a full load
@@ -733,6 +735,5 @@ def _refuse_column_collisions(schema: str, table: str, columns: Sequence[str]) -
         listed = "; ".join(" and ".join(repr(c) for c in group) for group in clashes)
         raise NameCollisionError(
             f"{schema}.{table} has columns that differ only in case ({listed}); DuckDB column names ignore "
-            "case, so the table cannot be created. Leave all but one of each out (--exclude-columns) or sync "
-            "the table through a Snowflake view that renames them. Nothing was changed."
-        )
+            "case, so the table cannot be created. Nothing was changed.", remedy="exclude_columns",
+            schema=schema, table=table)

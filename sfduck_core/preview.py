@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,7 +46,7 @@ from sfduck_core.display import beyond_python_dates, duckdb_text, exact_frame, w
 from sfduck_core.errors import SfduckError, StoreBusyError
 from sfduck_core.sql_policy import builtin_functions
 from sfduck_core.sql_sandbox import memory_message
-from sfduck_core.sqlident import qualified, quote_ident, quote_literal
+from sfduck_core.sqlident import qualified, quote_ident
 from sfduck_core.store import WARM, Store, lake_setup_sql
 
 PREVIEW_ROWS = 100
@@ -150,40 +149,6 @@ def sync_versions(store: Store, schema: str, table: str) -> list[dict[str, Any]]
         return []
     return [job for job in store.history(schema, table)
             if job["status"] == "completed" and job["stats"].get("snapshot_id") is not None]
-
-
-def open_elsewhere(target: Target, schema: str, table: str) -> dict[str, str]:
-    """How an analyst reads the synced table from their own DuckDB (its CLI, and Python), never a
-    password: a lake attached READ_ONLY (sfduck keeps syncing meanwhile), or the file opened
-    read-only (then sfduck's syncs wait until it is closed, which the note says)."""
-    name = qualified(schema, table)
-    if not target.is_lake:
-        path = str(Path(str(target.path)).resolve())
-        select = f"SELECT * FROM {name} LIMIT 10"
-        return {"sql": f"ATTACH {quote_literal(path, 'database path')} AS sfduck (READ_ONLY);\n"
-                       f"SELECT * FROM sfduck.{name} LIMIT 10;",
-                "python": f"import duckdb\ncon = duckdb.connect({path!r}, read_only=True)\n"
-                          f"con.sql({select!r}).show()\ncon.close()",
-                "note": "While your DuckDB keeps this file open, sfduck's syncs wait for it: close it when done "
-                        "(or move to a DuckLake target, whose readers never hold up a sync)."}
-    catalog = target.catalog_location
-    if target.catalog == "sqlite":
-        catalog = str(Path(catalog).resolve())
-    data_path = target.data_path or ""
-    if "://" not in data_path:
-        data_path = str(Path(data_path).resolve()) + "/"
-    extension = target.catalog or "sqlite"  # the extension's short name is the catalog's
-    attach = (f"ATTACH {quote_literal(target.redact(f'ducklake:{target.catalog}:{catalog}'), 'lake')} AS lake "
-              f"(DATA_PATH {quote_literal(data_path, 'lake data path')}, READ_ONLY)")
-    return {"sql": f"INSTALL ducklake; INSTALL {extension};\n{attach};\nSELECT * FROM lake.{name} LIMIT 10;",
-            "python": f"import duckdb\ncon = duckdb.connect()\ncon.sql({attach!r})\n"
-                      f"con.sql({f'SELECT * FROM lake.{name} LIMIT 10'!r}).show()",
-            "note": f"DuckDB {duckdb.__version__} or newer with the ducklake and {extension} extensions; sfduck keeps "
-                    "syncing while you read, and you see each sync whole, once it has committed."
-                    + (" Put your own password in the connection string (or in PGPASSWORD)."
-                       if target.catalog == "postgres" else "")
-                    + (" Data in object storage also needs httpfs and a secret (CREATE SECRET) first."
-                       if "://" in data_path else "")}
 
 
 def summarize(store: Store, schema: str, table: str) -> pa.Table:

@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from sfduck_core.errors import SfduckError
+from sfduck_core.errors import ServerUnreachableError, SfduckError
 from sfduck_core.progress import ProgressCallback, SyncProgress
 
 TOKEN_ENV = "SFDUCK_API_TOKEN"
@@ -25,15 +25,16 @@ API_PATH = "/api/v1"
 
 
 class RemoteServer:
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 60.0,
+                 credentials: tuple[str, str] | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise SfduckError(f"--server must be an http(s) URL, got {url!r}.")
         self.base = url.rstrip("/") + ("" if url.rstrip("/").endswith(API_PATH) else API_PATH)
         self.timeout_s = timeout_s
-        self.token = token or os.environ.get(TOKEN_ENV) or self._login_from_env()
+        self.token = token or os.environ.get(TOKEN_ENV) or self._login(credentials)
 
-    def _login_from_env(self) -> str:
-        user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+    def _login(self, credentials: tuple[str, str] | None) -> str:
+        user, password = credentials or (os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV))
         if not user or not password:
             raise SfduckError(f"--server needs a token: set {TOKEN_ENV}, or {USER_ENV} and {PASSWORD_ENV}.")
         body = urllib.parse.urlencode({"username": user, "password": password}).encode()
@@ -52,13 +53,18 @@ class RemoteServer:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             try:
-                detail = json.loads(exc.read()).get("detail")
-            except (ValueError, AttributeError):
-                detail = None
-            raise SfduckError(f"The server refused ({exc.code}): {detail or exc.reason}") from None
+                body = json.loads(exc.read())
+            except ValueError:
+                body = None
+            body = body if isinstance(body, dict) else {}
+            prefix = f"The server refused ({exc.code}): "
+            if body.get("remedy") and body.get("message"):  # the facts: the command line words the fix
+                raise SfduckError(prefix + str(body["message"]), remedy=str(body["remedy"]),
+                                  **{str(k): str(v) for k, v in (body.get("facts") or {}).items()}) from None
+            raise SfduckError(prefix + str(body.get("detail") or exc.reason)) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise SfduckError(f"Cannot reach the sfduck server at {self.base}: {reason}") from None
+            raise ServerUnreachableError(f"Cannot reach the sfduck server at {self.base}: {reason}") from None
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None, **query: Any) -> Any:
         params = {k: v for k, v in query.items() if v is not None}

@@ -134,6 +134,24 @@ class Service:
             outcomes.append(entry)
         return outcomes
 
+    def registered_tables(self) -> list[dict[str, Any]]:
+        """Every registered table with its `table_id`, keys, schedule and latest sync."""
+        schedules = {sched.table_id: sched for sched in self.schedules.list()}
+        tables = []
+        for reg in self.engine.store.list_registrations():
+            status = self.engine.store.sync_status(reg.schema_name, reg.table_name)
+            sched = schedules.get(reg.table_id)
+            tables.append({
+                **reg.as_dict(),
+                "schedule": sched.when if sched else None,
+                "schedule_enabled": sched.enabled if sched else None,
+                "last_sync": None if not status or not status.get("last_sync_id") else {
+                    "sync_id": status["last_sync_id"], "status": status["last_status"],
+                    "at": status["last_sync_at"], "last_success_sync_id": status["last_success_sync_id"],
+                    "last_success_at": status["last_success_at"], "row_count": status["row_count"]},
+            })
+        return tables
+
     def job(self, sync_id: str) -> dict[str, Any] | None:
         """A job with its live progress. One this process runs is answered from memory while it
         runs, so many clients polling a sync cost it nothing; others come from the store (after

@@ -25,6 +25,7 @@ from sfduck_core.config import SnowflakeSettings
 from sfduck_core.errors import SourceError, TableNotFoundError
 from sfduck_core.files import private_dir
 from sfduck_core.sqlident import qualified, quote_ident, validate_identifier
+from sfduck_core.suggest import did_you_mean
 from sfduck_core.typemap import ColumnPlan, plan_columns
 
 LOGIN_FAILED_ERRNOS = {390100, 390144}
@@ -71,6 +72,16 @@ class TableDescription:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    def as_dict(self) -> dict[str, Any]:
+        """What `describe` shows (the CLI and the API): columns with both types, and the key."""
+        return {
+            "schema_name": self.schema_name,
+            "table_name": self.table_name,
+            "primary_key": list(self.primary_key),
+            "columns": [{"name": p.name, "snowflake_type": str(p.snowflake_type), "duckdb_type": p.duckdb_type,
+                         "nullable": c.nullable} for p, c in zip(self.plans, self.columns, strict=True)],
+        }
 
     def select(self, names: Sequence[str]) -> TableDescription:
         """The same table restricted to `names`, in table order (column selection)."""
@@ -193,11 +204,20 @@ class SnowflakeSource:
         )
         return bool(rows)
 
+    def schema_names(self) -> list[str]:
+        rows = self.query(f"SELECT SCHEMA_NAME FROM {quote_ident(self.database)}.INFORMATION_SCHEMA.SCHEMATA",
+                          (), doing="listing the schemas")
+        return [str(r["schema_name"]) for r in rows]
+
+    def _no_schema(self, schema: str) -> TableNotFoundError:
+        return TableNotFoundError(f"Schema {schema!r} does not exist in database {self.database!r}."
+                                  + did_you_mean(schema, self.schema_names()))
+
     def list_tables(self, schema: str) -> list[TableInfo]:
         """Tables and views of `schema` with Snowflake's own size statistics."""
         tables = self._tables(schema)
         if not tables and not self.schema_exists(schema):
-            raise TableNotFoundError(f"Schema {schema!r} does not exist in database {self.database!r}.")
+            raise self._no_schema(schema)
         return tables
 
     def table_info(self, schema: str, table: str) -> TableInfo:
@@ -206,10 +226,11 @@ class SnowflakeSource:
         if found:
             return found[0]
         if not self.schema_exists(schema):
-            raise TableNotFoundError(f"Schema {schema!r} does not exist in database {self.database!r}.")
+            raise self._no_schema(schema)
         raise TableNotFoundError(
             f"Table {table!r} does not exist in {self.database}.{schema} "
             "(names are case-sensitive, as Snowflake stores them)."
+            + did_you_mean(table, [t.table_name for t in self._tables(schema)])
         )
 
     def _tables(self, schema: str, table: str | None = None) -> list[TableInfo]:

@@ -46,6 +46,7 @@ from sfduck_core.errors import (
 from sfduck_core.files import make_private, private_dir
 from sfduck_core.job_status import SUCCESS_STATUSES
 from sfduck_core.sqlident import qualified, quote_ident, quote_literal
+from sfduck_core.suggest import did_you_mean
 
 META = "sfduck_meta"
 STAGING_PREFIX = "__sfduck_staging_"
@@ -822,11 +823,20 @@ class Store:
     def require_active(self, schema: str, table: str) -> Registration:
         reg = self.get_registration(schema, table)
         if reg is None or reg.status != "active":
-            raise NotRegisteredError(
-                f"{schema}.{table} is not registered for syncing; register it first "
-                f"(python -m sfduck_core register {schema} {table})."
-            )
+            known = [f"{r.schema_name}.{r.table_name}" for r in self.list_registrations()]
+            raise NotRegisteredError(schema, table, f"{schema}.{table} is not registered for syncing."
+                                     + did_you_mean(f"{schema}.{table}", known))
         return reg
+
+    def table_history(self, schema: str, table: str) -> list[dict[str, Any]]:
+        """A table's jobs, newest first; a table never registered nor synced is an error (a
+        mistyped name is not an empty history)."""
+        jobs = self.history(schema, table)
+        if not jobs and self.get_registration(schema, table) is None:
+            known = [f"{r.schema_name}.{r.table_name}" for r in self.list_registrations(include_inactive=True)]
+            raise TableNotFoundError(f"{schema}.{table} was never registered, so it has no sync history."
+                                     + did_you_mean(f"{schema}.{table}", known))
+        return jobs
 
     def upsert_registration(self, schema: str, table: str, *, incremental_key: str | None,
                             primary_key: Sequence[str], detect_deletes: bool,
@@ -873,7 +883,7 @@ class Store:
         with self.connect() as con:
             reg = self._registration(con, schema, table)
             if reg is None:
-                raise NotRegisteredError(f"{schema}.{table} is not registered.")
+                raise NotRegisteredError(schema, table, f"{schema}.{table} is not registered.")
             con.execute(
                 f"UPDATE {META}.allowed_tables SET status = 'inactive', updated_at = ? WHERE table_id = ?",
                 [now(), reg.table_id],

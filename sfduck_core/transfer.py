@@ -311,8 +311,8 @@ def conversion_failed(exc: Exception) -> SyncFailedError:
     first_line = str(exc).strip().splitlines()[0]
     return SyncFailedError(
         f"A value could not be stored in its DuckDB type: {first_line}. TIMESTAMP_NTZ(7-9) maps to "
-        "TIMESTAMP_NS, which only holds the years 1677-2262; exclude such a column (--exclude-columns) "
-        "or sync it through a view that casts it to TIMESTAMP_NTZ(6). The table was not changed."
+        "TIMESTAMP_NS, which only holds the years 1677-2262; sync such a column through a view that casts "
+        "it to TIMESTAMP_NTZ(6), or leave it out. The table was not changed.", remedy="exclude_columns"
     )
 
 

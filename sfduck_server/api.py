@@ -12,20 +12,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sfduck_core.engine import SyncRequest
+from sfduck_core.engine import TRIGGERS, SyncRequest
 from sfduck_core.errors import (
     ConfigError,
     InvalidIdentifierError,
     JobNotFoundError,
+    MissingIncrementalKeyError,
     NameCollisionError,
     NotRegisteredError,
     SfduckError,
@@ -34,6 +36,7 @@ from sfduck_core.errors import (
     SyncAlreadyRunningError,
     TableNotFoundError,
     UnsafeFilterError,
+    worded,
 )
 from sfduck_core.service import LoginRefusedError, Principal, Service
 from sfduck_core.store import JobQuery
@@ -43,9 +46,24 @@ API_PREFIX = "/api/v1"
 HEALTH_CACHE_S = 15.0
 _log = logging.getLogger("sfduck.api")
 
+# How the API words the fix of an error (its facts come from the core; the CLI and the dashboard
+# word the same fixes in their own terms).
+API_HINTS = {
+    "register": 'Register it first: POST /api/v1/sync/tables/register {{"schema_name": "{schema}", '
+                '"table_name": "{table}"}}.',
+    "incremental_key": "Send the incremental_key field (a column of the table), or register the table with "
+                       "incremental_key (POST /api/v1/sync/tables/register).",
+    "primary_key": "Register the table with primary_key (POST /api/v1/sync/tables/register).",
+    "exclude_columns": "Leave such columns out with exclude_columns (POST /api/v1/sync/tables/register).",
+}
+FORM_LOGIN = ("POST /auth/token takes form fields, not JSON: send username and password as "
+              "application/x-www-form-urlencoded (the OAuth2 password flow), e.g. "
+              "curl -d username=NAME -d password=SECRET .../api/v1/auth/token.")
+
 # Most specific first: the first class an error is an instance of decides its status.
 _STATUS_OF: tuple[tuple[type[SfduckError], int], ...] = (
     (LoginRefusedError, 401),
+    (MissingIncrementalKeyError, 422),
     (JobNotFoundError, 404),
     (TableNotFoundError, 404),
     (NotRegisteredError, 409),
@@ -90,14 +108,15 @@ def status_of(exc: SfduckError) -> int:
 
 def create_api(get_service: Callable[[], Service]) -> FastAPI:
     """The API over `get_service()` (the process's shared service, looked up per request)."""
-    api = FastAPI(
+    api = FastAPIOffline(  # Swagger UI and ReDoc from files the server serves itself: docs work offline
         title="sfduck API",
         version="1",
         description="Copy Snowflake tables into DuckDB: discover, register, sync, watch, schedule. "
                     "Log in at `POST /auth/token`, then send `Authorization: Bearer <access_token>`.",
         docs_url="/docs",
         openapi_url="/openapi.json",
-        redoc_url=None,
+        redoc_url="/redoc",
+        static_url="/docs-assets",
         responses=_ERRORS,
     )
     bearer = OAuth2PasswordBearer(tokenUrl="auth/token", auto_error=False)
@@ -131,7 +150,12 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
         if isinstance(exc, LoginRefusedError) and exc.retry_after_s > 0:
             code, headers = 429, {"Retry-After": str(int(exc.retry_after_s + 0.999))}
-        return JSONResponse({"detail": str(exc)}, code, headers)
+        body: dict[str, Any] = {"detail": worded(exc, API_HINTS)}
+        if exc.remedy:
+            body.update(remedy=exc.remedy, message=str(exc), facts=exc.facts)
+        if isinstance(exc, MissingIncrementalKeyError):
+            body["detail"] = f"Malformed request: body.incremental_key: {body['detail']}"
+        return JSONResponse(body, code, headers)
 
     @api.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -141,7 +165,9 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
         return JSONResponse({"detail": str(exc.detail)}, exc.status_code, headers or None)
 
     @api.exception_handler(RequestValidationError)
-    async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path.endswith("/auth/token") and "form" not in request.headers.get("content-type", ""):
+            return JSONResponse({"detail": f"Malformed request: {FORM_LOGIN}"}, 422)
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return JSONResponse({"detail": f"Malformed request: {problems}"}, 422)
 
@@ -185,10 +211,20 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
 
     # --- the spec's endpoints --------------------------------------------------------------------
 
+    @api.get("/sync/tables", response_model=list[s.RegisteredTableOut], tags=["sync"])
+    def registered_tables(svc: Svc, _: Reader) -> list[dict[str, Any]]:
+        """The registered tables: their `table_id`, keys, schedule and latest sync."""
+        return svc.registered_tables()
+
     @api.get("/sync/tables/{schema_name}", response_model=list[s.TableOut], tags=["sync"])
     def list_tables(schema_name: str, svc: Svc, _: Reader) -> list[dict[str, Any]]:
-        """The schema's tables with their size, as Snowflake reports them."""
-        return [t.as_dict() for t in svc.engine.list_tables(schema_name)]
+        """The schema's tables with their size, as Snowflake reports them, and whether each is
+        registered (with its `table_id`)."""
+        tables = svc.engine.list_tables(schema_name)
+        ids = {r.table_name: r.table_id for r in svc.engine.store.list_registrations()
+               if r.schema_name == schema_name}
+        return [{**t.as_dict(), "registered": t.table_name in ids, "table_id": ids.get(t.table_name)}
+                for t in tables]
 
     @api.post("/sync/tables/register", response_model=s.RegistrationOut, tags=["sync"])
     def register(body: s.RegisterIn, svc: Svc, who: Admin) -> dict[str, Any]:
@@ -210,9 +246,11 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
         return s.StartOut(sync_id=bg.sync_id, status=job["status"] if job else "pending")
 
     @api.post("/sync/start-all", response_model=list[s.StartAllItem], status_code=202, tags=["sync"])
-    def start_all(body: s.StartAllIn, svc: Svc, who: Admin) -> list[dict[str, Any]]:
-        """Start a sync of every registered table (each says whether it started, and why not)."""
-        return svc.start_all(body.strategy, "api", who.username)
+    def start_all(svc: Svc, who: Admin, body: Annotated[s.StartAllIn | None, Body()] = None
+                  ) -> list[dict[str, Any]]:
+        """Start a sync of every registered table (each says whether it started, and why not).
+        The body is optional (default: full syncs)."""
+        return svc.start_all((body or s.StartAllIn()).strategy, "api", who.username)
 
     @api.get("/sync/status/{sync_id}", response_model=s.JobOut, tags=["sync"])
     def status(sync_id: str, svc: Svc, _: Reader) -> dict[str, Any]:
@@ -232,6 +270,12 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
                 "sync_status": svc.engine.store.sync_status(reg.schema_name, reg.table_name),
                 "jobs": [_with_progress(svc, j) for j in jobs], "total": total, "limit": limit, "offset": offset}
 
+    @api.get("/sync/tables/{schema_name}/{table_name}", response_model=s.DescriptionOut, tags=["sync"])
+    def describe(schema_name: str, table_name: str, svc: Svc, _: Reader) -> dict[str, Any]:
+        """A Snowflake table's columns with their Snowflake and DuckDB types, and its primary key.
+        (Declared after /sync/tables/status/{table_id}, which would otherwise be read as a table.)"""
+        return svc.engine.describe(schema_name, table_name).as_dict()
+
     @api.delete("/sync/tables/{schema_name}/{table_name}", response_model=s.RegistrationOut, tags=["sync"])
     def unregister(schema_name: str, table_name: str, svc: Svc, who: Admin) -> dict[str, Any]:
         """Stop syncing a table; its history and synced data stay."""
@@ -241,7 +285,7 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
     def jobs(svc: Svc, _: Reader,
              table_id: str | None = None, schema_name: str | None = None, table_name: str | None = None,
              status: Annotated[s.JobStatus | None, Query(description=s.JOB_STATUS_HELP)] = None,
-             trigger: Annotated[str | None, Query(description="cli, dashboard, api or schedule")] = None,
+             trigger: Literal[TRIGGERS] | None = None,  # type: ignore[valid-type]
              started_by: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:

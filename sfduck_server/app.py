@@ -20,12 +20,14 @@ import anyio
 import streamlit as st
 from starlette.middleware import Middleware
 
+from sfduck_core import local_server
 from sfduck_core.config import DEFAULT_MAX_BODY_BYTES
 from sfduck_core.errors import SfduckError
 from sfduck_core.exposure import demo_login_refusal
 from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
-from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
+from sfduck_server.api import ApiPrefix, create_api
+from sfduck_server.banner import print_banner, server_url
 from sfduck_server.limits import BodyLimit
 from sfduck_server.proxies import ClientAddress, TrustedProxies, take_over_from_uvicorn
 from sfduck_server.session_cookie import session_cookie_routes
@@ -73,13 +75,17 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
         if service.login_refusal:
             _log.error(service.login_refusal)
         service.start_background()
-        _log.info("sfduck server: dashboard at /, API at %s (docs at %s/docs)", API_PREFIX, API_PREFIX)
+        url = server_url()
+        print_banner(service.settings, url)
+        # demo-mode commands use this server instead of starting an emulator of their own
+        local_server.record(service.settings.duckdb_path.parent, url, service.engine.snowflake.schema)
     except SfduckError as exc:  # the dashboard shows the same message on every page; the API answers 503
         _log.error("sfduck is not configured correctly: %s", exc)
     try:
         yield {}
     finally:
         if service is not None:
+            local_server.forget(service.settings.duckdb_path.parent)
             left = await anyio.to_thread.run_sync(service.shutdown, SHUTDOWN_WAIT_S)
             if left:
                 _log.warning("syncs still running at exit (their jobs are reaped as failed): %s", ", ".join(left))

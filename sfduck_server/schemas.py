@@ -25,7 +25,10 @@ class Strict(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    detail: str
+    detail: str = Field(description="what went wrong and, when you can fix it, how (in the API's terms)")
+    remedy: str | None = Field(default=None, description="the fix, as a key: register, incremental_key, ...")
+    message: str | None = Field(default=None, description="what went wrong, without the fix")
+    facts: dict[str, str] | None = Field(default=None, description="the names the fix needs (schema, table)")
 
 
 class TokenOut(BaseModel):
@@ -40,6 +43,22 @@ class TableOut(BaseModel):
     size_bytes: int | None
     last_modified: str | None
     table_type: str | None = None
+    registered: bool = Field(default=False, description="whether sfduck syncs it (an active registration)")
+    table_id: str | None = Field(default=None, description="its id when registered (for /sync/tables/status/...)")
+
+
+class ColumnOut(BaseModel):
+    name: str
+    snowflake_type: str
+    duckdb_type: str
+    nullable: bool
+
+
+class DescriptionOut(BaseModel):
+    schema_name: str
+    table_name: str
+    primary_key: list[str]
+    columns: list[ColumnOut]
 
 
 class RegisterIn(Strict):
@@ -76,6 +95,21 @@ class StartIn(Strict):
     detect_deletes: bool | None = None
     force: bool = False
     trigger: Literal["api", "cli"] = Field(default="api", description="cli: the sfduck command with --server")
+
+
+class LastSyncOut(BaseModel):
+    sync_id: str | None
+    status: str | None
+    at: str | None
+    last_success_sync_id: str | None
+    last_success_at: str | None
+    row_count: int | None
+
+
+class RegisteredTableOut(RegistrationOut):
+    schedule: str | None = Field(description="when its schedule runs it (None: no schedule)")
+    schedule_enabled: bool | None = None
+    last_sync: LastSyncOut | None = Field(description="its latest sync (None: never synced)")
 
 
 class StartOut(BaseModel):

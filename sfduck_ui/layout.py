@@ -10,16 +10,24 @@ from typing import TypeVar
 
 import streamlit as st
 
-from sfduck_core.errors import SfduckError
+from sfduck_core.errors import SfduckError, worded
 
 T = TypeVar("T")
 log = logging.getLogger("sfduck.dashboard")
+
+# How the dashboard words the fix of an error (the CLI and the API word the same fixes their way).
+DASHBOARD_HINTS = {
+    "register": "Register it first on the Register page.",
+    "incremental_key": "Choose its incremental key on the Register page, then sync again.",
+    "primary_key": "Give it a primary key on the Register page.",
+    "exclude_columns": "Leave such columns out on the Register page (Columns), then sync again.",
+}
 
 
 def show_error(exc: BaseException, doing: str) -> None:
     """Expected failures show their own message; anything else is a bug, reported as one."""
     if isinstance(exc, SfduckError):
-        st.error(str(exc), icon=":material/error:")
+        st.error(worded(exc, DASHBOARD_HINTS), icon=":material/error:")
     else:
         log.exception("Unexpected error while %s", doing)
         st.error(
