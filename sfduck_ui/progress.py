@@ -82,13 +82,13 @@ def _render_finished(bg: BackgroundSync) -> None:
         return
     job = bg.result or {}
     stats = job.get("stats") or {}
-    if job.get("status") == "skipped":
-        st.info(f"Skipped {table}: nothing changed in Snowflake since the last successful sync, so the copy is "
-                "still current (tick \"Sync even if unchanged\" to sync anyway).", icon=":material/skip_next:")
+    if job_status(job) == SKIPPED:
+        with st.status(f"Skipped {table}: nothing changed since the last sync", state="complete"):
+            st.caption("Nothing changed in Snowflake since the last successful sync, so the copy is still current "
+                       "(tick \"Sync even if unchanged\" to sync anyway).")
         return
     rows = stats.get("rows_processed")
-    skipped = job_status(job) == SKIPPED
-    title = f"Skipped {table}: nothing changed since the last sync" if skipped else f"Synced {table}"
+    title = f"Synced {table}"
     with st.status(title, state="complete", expanded=True):
         cols = st.columns(4)
         cols[0].metric("Rows", "?" if rows is None else f"{rows:,}")
