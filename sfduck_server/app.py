@@ -26,7 +26,7 @@ from sfduck_core.exposure import demo_login_refusal
 from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
 from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
-from sfduck_server.limits import BodyLimit
+from sfduck_server.limits import BodyLimit, cap_websocket_messages
 from sfduck_server.proxies import ClientAddress, TrustedProxies, take_over_from_uvicorn
 from sfduck_server.session_cookie import session_cookie_routes
 from sfduck_ui.auth import SESSION_COOKIE, SESSION_COOKIE_ROUTE, served_address
@@ -85,6 +85,7 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
                 _log.warning("syncs still running at exit (their jobs are reaped as failed): %s", ", ".join(left))
 
 
+cap_websocket_messages(max_body_bytes)  # the dashboard's websocket: the same cap as request bodies
 app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
              routes=session_cookie_routes(process_service, SESSION_COOKIE, SESSION_COOKIE_ROUTE),
              middleware=[Middleware(ClientAddress, proxies=trusted_proxies),
