@@ -8,6 +8,7 @@ operator says explicitly that anyone who can reach the server may be admin.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from sfduck_core.config import Settings
 
@@ -16,14 +17,23 @@ EVERY_INTERFACE = "0.0.0.0"  # what Streamlit binds when no address is set (with
 
 
 def is_loopback(address: str | None) -> bool:
-    """True only for addresses no other machine reaches: 127.0.0.0/8, ::1, localhost."""
+    """True only for addresses no other machine reaches: 127.0.0.0/8, ::1, and a host name (localhost
+    too) only when every address it resolves to is one of those, since the server binds what the
+    name resolves to (an /etc/hosts line or a DNS answer can point `localhost` or `dev.localhost`
+    at a network interface). A name that does not resolve is not loopback."""
     text = (address or EVERY_INTERFACE).strip().strip("[]").lower()
-    if text == "localhost" or text.endswith(".localhost"):
-        return True
     try:
         return ipaddress.ip_address(text).is_loopback
     except ValueError:
-        return False  # a host name may resolve to any interface
+        pass
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(text, None)}
+    except (OSError, UnicodeError):
+        return False
+    try:
+        return bool(resolved) and all(ipaddress.ip_address(str(a).split("%", 1)[0]).is_loopback for a in resolved)
+    except ValueError:
+        return False
 
 
 def demo_login_refusal(settings: Settings, bind_address: str | None) -> str | None:
