@@ -22,10 +22,11 @@ from starlette.middleware import Middleware
 
 from sfduck_core.config import DEFAULT_MAX_BODY_BYTES
 from sfduck_core.errors import SfduckError
-from sfduck_core.exposure import demo_login_refusal
+from sfduck_core.exposure import demo_foreign_host_refusal, demo_login_refusal
 from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
 from sfduck_server.api import API_PREFIX, ApiPrefix, create_api
+from sfduck_server.demo_host import DemoHostCheck
 from sfduck_server.limits import BodyLimit, cap_websocket_messages
 from sfduck_server.proxies import ClientAddress, TrustedProxies, take_over_from_uvicorn
 from sfduck_server.session_cookie import session_cookie_routes
@@ -64,6 +65,14 @@ def max_body_bytes() -> int:
         return DEFAULT_MAX_BODY_BYTES
 
 
+def foreign_host_refusal(host: str | None) -> str | None:
+    """Why a demo server refuses a request addressed to another host; never while the configuration is broken."""
+    try:
+        return demo_foreign_host_refusal(process_service().settings, host)
+    except SfduckError:
+        return None
+
+
 @contextlib.asynccontextmanager
 async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
     service: Service | None = None
@@ -89,5 +98,6 @@ cap_websocket_messages(max_body_bytes)  # the dashboard's websocket: the same ca
 app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
              routes=session_cookie_routes(process_service, SESSION_COOKIE, SESSION_COOKIE_ROUTE),
              middleware=[Middleware(ClientAddress, proxies=trusted_proxies),
+                         Middleware(DemoHostCheck, refusal=foreign_host_refusal),
                          Middleware(BodyLimit, max_bytes=max_body_bytes),
                          Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)
