@@ -31,6 +31,7 @@ MIN_KEY_LENGTH = 32
 MIN_KEY_ENTROPY_BITS = 128
 DEFAULT_SESSION_HOURS = 12.0
 _ALGORITHM = "HS256"
+_CLOCK_SLACK_S = 60.0  # processes on one machine may read the clock a moment apart
 # Words that mark a key copied from documentation rather than generated.
 _PLACEHOLDER_WORDS = (
     "replace", "change", "example", "secret", "password", "random", "characters", "paste", "generated", "xxxx",
@@ -165,12 +166,15 @@ class SessionTokens:
                                 options={"require": ["sub", "sid", "exp", "pwd"], "verify_exp": False})
         except jwt.PyJWTError:
             return None
-        try:
-            expires_at = float(claims["exp"])
-        except (TypeError, ValueError):
+        expires_at = claims["exp"]
+        # Only what issue() writes: a number (not a string or a bool), finite (NaN compares false with
+        # everything, so it would never expire) and no further away than a session lasts (a year-10^300
+        # expiry never expires either).
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
             return None
-        if not math.isfinite(expires_at):  # NaN compares false with everything: it would never expire
+        if not math.isfinite(expires_at) or expires_at > self.clock() + self.lifetime_s + _CLOCK_SLACK_S:
             return None
+        expires_at = float(expires_at)
         session = Session(str(claims["sub"]), str(claims["sid"]), expires_at, str(claims["pwd"]))
         return session if self.is_valid(session, password_hash_of) else None
 

@@ -9,6 +9,7 @@ still accepts a demo password is refused, so a demo setup cannot leak into a rea
 from __future__ import annotations
 
 import copy
+import ipaddress
 import secrets
 import stat
 from collections.abc import Mapping
@@ -184,6 +185,25 @@ def load_users(demo: bool, path: Path) -> UserDirectory:
     return UserDirectory(users, False, str(path))
 
 
+IPV6_CLIENT_PREFIX = 64  # one IPv6 subscriber (a host, a home, a VM) gets a whole /64 to pick from
+
+
+def throttled_address(address: str | None) -> str:
+    """The client as the throttle counts it: an IPv4 address (an IPv4-mapped IPv6 one too), or the
+    /64 an IPv6 address belongs to. Counting single IPv6 addresses would let one client rotate
+    through the 2**64 addresses of its own network, each with a fresh allowance."""
+    text = (address or "").strip()
+    try:
+        parsed = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return text.lower() or "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/{IPV6_CLIENT_PREFIX}", strict=False))
+    return str(parsed)
+
+
 @dataclass
 class LoginThrottle:
     """Exponential backoff on failed logins, shared through `AuthDatabase` by processes and restarts.
@@ -216,7 +236,7 @@ class LoginThrottle:
 
     @staticmethod
     def _keys(username: str, address: str | None) -> tuple[str, str, str]:
-        user, client = username.strip().lower(), address or "unknown"
+        user, client = username.strip().lower(), throttled_address(address)
         return f"pair:{user}@{client}", f"address:{client}", f"user:{user}"
 
     def _counters(self, username: str, address: str | None) -> list[tuple[str, int]]:

@@ -23,12 +23,13 @@ from starlette.middleware import Middleware
 from sfduck_core import local_server
 from sfduck_core.config import DEFAULT_MAX_BODY_BYTES
 from sfduck_core.errors import SfduckError
-from sfduck_core.exposure import demo_login_refusal
+from sfduck_core.exposure import demo_foreign_host_refusal, demo_login_refusal
 from sfduck_core.files import owner_only_from_now_on
 from sfduck_core.service import Service, shared_service
 from sfduck_server.api import ApiPrefix, create_api
 from sfduck_server.banner import print_banner, server_url
-from sfduck_server.limits import BodyLimit
+from sfduck_server.demo_host import DemoHostCheck
+from sfduck_server.limits import BodyLimit, cap_websocket_messages
 from sfduck_server.proxies import ClientAddress, TrustedProxies, take_over_from_uvicorn
 from sfduck_server.session_cookie import session_cookie_routes
 from sfduck_ui.auth import SESSION_COOKIE, SESSION_COOKIE_ROUTE, served_address
@@ -66,6 +67,14 @@ def max_body_bytes() -> int:
         return DEFAULT_MAX_BODY_BYTES
 
 
+def foreign_host_refusal(host: str | None) -> str | None:
+    """Why a demo server refuses a request addressed to another host; never while the configuration is broken."""
+    try:
+        return demo_foreign_host_refusal(process_service().settings, host)
+    except SfduckError:
+        return None
+
+
 @contextlib.asynccontextmanager
 async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
     service: Service | None = None
@@ -91,8 +100,10 @@ async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
                 _log.warning("syncs still running at exit (their jobs are reaped as failed): %s", ", ".join(left))
 
 
+cap_websocket_messages(max_body_bytes)  # the dashboard's websocket: the same cap as request bodies
 app = st.App(Path(__file__).resolve().parents[1] / "streamlit_app.py",
              routes=session_cookie_routes(process_service, SESSION_COOKIE, SESSION_COOKIE_ROUTE),
              middleware=[Middleware(ClientAddress, proxies=trusted_proxies),
+                         Middleware(DemoHostCheck, refusal=foreign_host_refusal),
                          Middleware(BodyLimit, max_bytes=max_body_bytes),
                          Middleware(ApiPrefix, api=create_api(process_service))], lifespan=lifespan)

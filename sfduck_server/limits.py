@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -78,3 +79,38 @@ class BodyLimit:
             await send(message)
 
         await self.app(scope, counting_receive, guarded_send)
+
+
+_WEBSOCKET_PROTOCOLS = (("uvicorn.protocols.websockets.websockets_sansio_impl", "WebSocketsSansIOProtocol"),
+                        ("uvicorn.protocols.websockets.websockets_impl", "WebSocketProtocol"),
+                        ("uvicorn.protocols.websockets.wsproto_impl", "WSProtocol"))
+
+
+def cap_websocket_messages(max_bytes: Callable[[], int]) -> None:
+    """The same cap for every message a client sends over the dashboard's websocket.
+
+    Streamlit hands uvicorn `ws_max_size` = `server.maxMessageSize` (200 MB, a limit meant for the
+    pages it sends), so any visitor, logged in or not, could make the server hold 200 MB per
+    connection before Streamlit's own 25 MB check ran on the whole message. That setting also bounds
+    what the server sends, so it cannot simply be lowered; and uvicorn resolves its websocket protocol
+    class before it imports this app, so the protocols themselves take the cap as each connection
+    opens: a frame whose header declares more is refused (close 1009) before its payload is read.
+    A browser's messages are widget states, a few kilobytes.
+    """
+    import importlib
+
+    for module_name, class_name in _WEBSOCKET_PROTOCOLS:
+        try:
+            protocol = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):  # that implementation is not installed (its library is not)
+            continue
+        if getattr(protocol.__init__, "sfduck_capped", False):
+            continue
+        original = protocol.__init__
+
+        def capped(self: Any, config: Any, *args: Any, _original: Any = original, **kwargs: Any) -> None:
+            config.ws_max_size = min(config.ws_max_size, max_bytes())
+            _original(self, config, *args, **kwargs)
+
+        capped.sfduck_capped = True  # type: ignore[attr-defined]
+        protocol.__init__ = capped

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -50,8 +51,9 @@ def servers(tmp_path: Path) -> Iterator[dict[str, tuple[subprocess.Popen, str]]]
                 process.kill()
 
 
-def demo_login(url: str) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{url}/api/v1/auth/token", data=b"username=admin&password=admin")
+def demo_login(url: str, host: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{url}/api/v1/auth/token", data=b"username=admin&password=admin",
+                                     headers={"Host": host} if host else {})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read())
@@ -67,3 +69,27 @@ def test_demo_logins_are_refused_on_every_interface_unless_allowed(servers: dict
     assert "SFDUCK_DEMO_ALLOW_REMOTE=1" in (tmp_path / "a" / "server.log").read_text()  # said at start-up too
     assert demo_login(servers["allowed"][1])[0] == 200
     assert demo_login(servers["loopback"][1])[0] == 200
+
+
+def test_a_loopback_demo_answers_only_requests_addressed_to_loopback(servers: dict) -> None:
+    """DNS rebinding: a web page the operator opens points its own name at 127.0.0.1 and calls the demo;
+    its requests carry that name as Host. Before, it logged in as admin/admin like the operator."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = servers["loopback"][1]
+    port = url.rsplit(":", 1)[1]
+    status, body = demo_login(url, f"rebind.example:{port}")
+    assert status == 403 and "SFDUCK_DEMO_ALLOW_REMOTE=1" in body["detail"], body
+    def websocket(host: str) -> None:
+        """Open the dashboard's websocket as a page of `host` would, over a connection to loopback."""
+        with connect(f"ws://{host}:{port}/_stcore/stream", sock=socket.create_connection(("127.0.0.1", int(port))),
+                     subprotocols=["streamlit"], open_timeout=30):
+            pass
+
+    websocket("127.0.0.1")
+    with pytest.raises(InvalidStatus):  # the dashboard's websocket is refused at the handshake too
+        websocket("rebind.example")
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+        assert demo_login(url, host)[0] == 200, host
+    assert demo_login(servers["allowed"][1], "rebind.example")[0] == 200  # the operator said anyone may be admin

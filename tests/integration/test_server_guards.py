@@ -161,3 +161,25 @@ def test_the_session_route_sets_only_valid_sessions_from_this_site(server: Serve
     body = body if body is not None else json.dumps({"token": api_token(server)}).encode()
     answer, answer_headers, _ = session_request(server, "POST", body, *headers)
     assert answer == status and "set-cookie" not in answer_headers
+
+
+def websocket_close_code(server: Server, message: bytes) -> int | None:
+    """Send one binary message on the dashboard's websocket; the code the server closed with."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = server.url.replace("http://", "ws://") + "/_stcore/stream"
+    with connect(url, subprotocols=["streamlit"], max_size=None, open_timeout=30) as ws:
+        try:
+            ws.send(message)
+            ws.recv(timeout=30)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+    return None
+
+
+def test_a_websocket_message_over_the_cap_is_refused_before_it_is_read(server: Server) -> None:
+    """The dashboard's websocket is open before any login: a message there is capped like a body. Before,
+    uvicorn read up to 200 MB (Streamlit's outgoing limit) per message before Streamlit's check."""
+    assert websocket_close_code(server, b"\x00" * 1000) == 1002  # read and parsed: not a Streamlit message
+    assert websocket_close_code(server, b"\x00" * (CAP + 1)) == 1009  # refused from the frame's header

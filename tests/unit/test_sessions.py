@@ -102,13 +102,24 @@ def test_tokens_expire(tokens: SessionTokens, clock: FakeClock) -> None:
     assert not tokens.is_valid(session, HASHES.get)
 
 
-@pytest.mark.parametrize("exp", [float("nan"), float("inf"), float("-inf"), "NaN", "Infinity", None, [1]])
+@pytest.mark.parametrize("exp", [float("nan"), float("inf"), float("-inf"), "NaN", "Infinity", None, [1],
+                                 1e308, 10**30, "9999999999", True])
 def test_a_token_whose_expiry_is_not_a_finite_number_is_refused(tokens: SessionTokens, exp: object) -> None:
     """Issue 18 item 8: NaN compared as 'not expired' for ever (forging it needs the key; refuse it anyway)."""
     _, session = tokens.issue("admin", HASHES["admin"])
     claims = {"sub": "admin", "sid": session.session_id, "exp": exp, "pwd": session.password_fingerprint}
     forged = jwt.encode(claims, STRONG_KEY, algorithm="HS256")
     assert tokens.verify(forged, HASHES.get) is None
+
+
+def test_a_token_may_not_outlive_a_session(tokens: SessionTokens, clock: FakeClock) -> None:
+    """A finite expiry centuries away never expires either: no further than a session lasts (3600 s here)."""
+    _, session = tokens.issue("admin", HASHES["admin"])
+    claims = {"sub": "admin", "sid": session.session_id, "pwd": session.password_fingerprint}
+    within = jwt.encode({**claims, "exp": clock.now + 3600}, STRONG_KEY, algorithm="HS256")
+    assert tokens.verify(within, HASHES.get) is not None
+    beyond = jwt.encode({**claims, "exp": clock.now + 3600 + 3600}, STRONG_KEY, algorithm="HS256")
+    assert tokens.verify(beyond, HASHES.get) is None
 
 
 def test_logout_revokes_the_token_for_every_process(tokens: SessionTokens, tmp_path: Path,

@@ -52,3 +52,18 @@ def test_outside_an_attack_an_address_still_gets_five_tries(throttle: LoginThrot
     for _ in range(4):
         throttle.record_failure("admin", "192.0.2.1")
     assert throttle.seconds_to_wait("admin", "192.0.2.1") == 0
+
+
+def test_an_ipv6_client_cannot_rotate_through_its_own_network(throttle: LoginThrottle) -> None:
+    """One IPv6 client holds a whole /64: each of its addresses must not bring a fresh allowance."""
+    for i in range(5):
+        throttle.record_failure("admin", f"2001:db8:1:2::{i + 1:x}")
+    assert throttle.refusal_message("admin", "2001:db8:1:2:ffff:ffff:ffff:fffe")
+    assert throttle.refusal_message("admin", "[2001:db8:1:2::99]")
+    assert throttle.refusal_message("admin", "2001:db8:1:3::1") is None  # the next /64 is someone else
+
+
+def test_an_ipv4_mapped_address_is_the_ipv4_client(throttle: LoginThrottle) -> None:
+    for _ in range(5):
+        throttle.record_failure("admin", "192.0.2.9")
+    assert throttle.refusal_message("admin", "::ffff:192.0.2.9")
