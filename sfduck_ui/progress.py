@@ -13,7 +13,7 @@ import datetime as dt
 import streamlit as st
 
 from sfduck_core.background import BackgroundSync
-from sfduck_core.board import SKIPPED, job_status, live_progress
+from sfduck_core.board import live_progress
 from sfduck_core.catalog import jobs_frame
 from sfduck_core.errors import SfduckError
 from sfduck_core.history import job_fields
@@ -83,13 +83,12 @@ def _render_finished(bg: BackgroundSync) -> None:
     job = bg.result or {}
     stats = job.get("stats") or {}
     if job.get("status") == "skipped":
-        st.info(f"Skipped {table}: nothing changed in Snowflake since the last successful sync, so the copy is "
-                "still current (tick \"Sync even if unchanged\" to sync anyway).", icon=":material/skip_next:")
+        with st.status(f"Skipped {table}: nothing changed since the last sync", state="complete", expanded=True):
+            st.caption("Snowflake reports the same last change and row count as at the last successful sync, so "
+                       "the copy is still current; tick \"Sync even if unchanged\" to sync anyway.")
         return
     rows = stats.get("rows_processed")
-    skipped = job_status(job) == SKIPPED
-    title = f"Skipped {table}: nothing changed since the last sync" if skipped else f"Synced {table}"
-    with st.status(title, state="complete", expanded=True):
+    with st.status(f"Synced {table}", state="complete", expanded=True):
         cols = st.columns(4)
         cols[0].metric("Rows", "?" if rows is None else f"{rows:,}")
         cols[1].metric("Duration", human_duration(stats.get("duration_s")))
@@ -113,7 +112,7 @@ def render_recent(ctx: AppContext) -> None:
         return
     frame = jobs_frame(jobs)[["created_at", "table", "status", "trigger", "started_by", "rows", "duration_s",
                               "sync_id"]]
-    frame["status"] = [look.label(job_status(job)) for job in jobs]
+    frame["status"] = [look.label(job["status"]) for job in jobs]
     st.caption(f"Recent syncs of every table ({total} in the last {RECENT_HOURS} h; all on the History page)")
     st.dataframe(frame, hide_index=True, width="stretch", key="recent_syncs",
                  column_config={"created_at": st.column_config.DatetimeColumn("queued at (UTC)",

@@ -23,12 +23,12 @@ def test_a_skipped_sync_is_shown_as_skipped_on_sync_and_history(ui_env: Path) ->
     assert [j["status"] for j in jobs] == ["skipped", "completed"]
     at.run()
     assert_clean(at)
-    assert any(f"Skipped {DEMO_SCHEMA}.EMPTY_TABLE: nothing changed" in i.value for i in at.info)
-    # the session's two syncs: only the first one says "Synced" (with its rows)
-    assert [s.label for s in at.status if s.label.startswith("Synced")] == [f"Synced {DEMO_SCHEMA}.EMPTY_TABLE"]
+    # the session's two syncs, newest first: the skipped one says so, only the first one says "Synced"
+    assert [s.label for s in at.status] == [f"Skipped {DEMO_SCHEMA}.EMPTY_TABLE: nothing changed since the last sync",
+                                            f"Synced {DEMO_SCHEMA}.EMPTY_TABLE"]
 
     open_page(at, "pages/history.py")
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert (metrics["Completed"], metrics["Skipped (unchanged)"]) == ("1", "1")
+    assert (metrics["Completed"], metrics["Skipped"]) == ("1", "1")
     assert list(at.dataframe[0].value["status"]) == ["skipped", "completed"]

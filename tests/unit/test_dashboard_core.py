@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sfduck_core.board import BOARD_STATUSES, BoardRow, filter_rows, job_status, status_counts, time_left_s
+from sfduck_core.board import BOARD_STATUSES, BoardRow, filter_rows, status_counts, time_left_s
 from sfduck_core.history import DAY_MS, bar_middles, date_axis, job_fields, phase_timeline
 from sfduck_core.humanize import (
     bytes_unit,
@@ -36,13 +36,6 @@ def test_every_status_has_one_style_and_its_colour_is_the_themes() -> None:
     by_color = [look.style(s).color for s in BOARD_STATUSES]
     assert len(set(by_color)) == len(by_color), "two statuses share a colour"
     assert look.chart_colors()["failed"] == look.COLORS["red"]
-
-
-def test_a_completed_job_that_found_nothing_changed_reads_skipped() -> None:
-    assert job_status({"status": "completed", "stats": {"skipped": True}}) == "skipped"
-    assert job_status({"status": "completed", "stats": {"skipped": False}}) == "completed"
-    assert job_status({"status": "skipped", "stats": {}}) == "skipped"
-    assert job_status({"status": "failed", "stats": {"skipped": True}}) == "failed"
 
 
 def row(table: str, status: str, schema: str = "S") -> BoardRow:
