@@ -36,7 +36,7 @@ from sfduck_ui.layout import load_or_stop
 LIVE_EVERY = "1s"
 IDLE_EVERY = "3s"
 ERROR_CHARS = 90
-COLUMNS = [2.1, 1.6, 1.2, 1.1, 1.3, 2.9, 1.3]
+COLUMNS = [2.1, 1.5, 1.2, 1.0, 1.4, 3.0, 1.3]
 HEADERS = ["Table", "Status", "Last sync", "Rows", "Next run", "Progress / last error", ""]
 
 
@@ -50,10 +50,12 @@ def _hover(text: str, title: str) -> str:
             f"{html.escape(text, quote=False)}</span>")
 
 
-def _one_line(text: str, title: str) -> str:
-    """Text kept to one line (cut with an ellipsis at the cell's edge), whole on hover."""
+def _one_line(text: str, title: str, small: bool = False) -> str:
+    """Text kept to one line (cut with an ellipsis at the cell's edge), whole on hover; `small`: a
+    faded note under the cell's value."""
+    note = "; font-size: 0.8em; opacity: 0.6" if small else ""
     return (f'<span title="{html.escape(title)}" style="display: block; white-space: nowrap; overflow: hidden; '
-            f'text-overflow: ellipsis">{html.escape(text, quote=False)}</span>')
+            f'text-overflow: ellipsis{note}">{html.escape(text, quote=False)}</span>')
 
 
 def _rows(ctx: AppContext) -> list[BoardRow]:
@@ -102,7 +104,7 @@ def _error_cell(container: DeltaGenerator, row: BoardRow) -> None:
             container.caption(row.paused_reason)
         return
     short = line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 1] + "…"
-    text, details = container.columns([5, 1], vertical_alignment="center", gap="small")
+    text, details = container.columns([4, 1], vertical_alignment="center", gap="small")
     text.markdown(_one_line(short, line), unsafe_allow_html=True)
     with details.popover("", icon=":material/open_in_full:", help="The whole error and the job's details"):
         st.markdown(f"**{row.label}**, sync `{row.error_sync_id}`")
@@ -126,17 +128,19 @@ def _start(ctx: AppContext, viewer: Viewer, row: BoardRow) -> None:
 def _render_row(ctx: AppContext, viewer: Viewer, row: BoardRow, now: dt.datetime) -> None:
     with st.container(border=True, key=f"board_row_{row.table_id}"):
         cells = st.columns(COLUMNS, vertical_alignment="center", gap="small")
-        cells[0].markdown(f"**{row.table_name}**  \n:gray[:small[{row.schema_name}"
-                          + (f" · {row.schedule}" if row.schedule else "") + "]]")
+        cells[0].markdown(f"**{row.table_name}**  \n:gray[:small[{row.schema_name}]]")
         cells[1].markdown(look.badge(row.status))
         cells[2].markdown(_hover(relative_time(row.last_ended_at, now), exact_time(row.last_ended_at))
                           if row.last_ended_at else ":gray[never]", unsafe_allow_html=True)
         cells[3].markdown(human_count(row.rows) if row.rows is not None else ":gray[–]")
+        # when, and below it the schedule as it was entered (cut at the cell's edge, whole on hover)
+        schedule = _one_line(row.schedule, row.schedule, small=True) if row.schedule else ""
         if row.next_run_at is not None:
-            cells[4].markdown(_hover(relative_time(row.next_run_at, now), exact_time(row.next_run_at)),
+            cells[4].markdown(_hover(relative_time(row.next_run_at, now), exact_time(row.next_run_at)) + schedule,
                               unsafe_allow_html=True)
         else:
-            cells[4].markdown(":gray[paused]" if row.status == "paused" else ":gray[no schedule]")
+            cells[4].markdown((":gray[paused]" if row.status == "paused" else ":gray[no schedule]") + schedule,
+                              unsafe_allow_html=True)
         if row.status in ACTIVE_STATUSES:
             _progress_cell(cells[5], ctx, row)
         else:
