@@ -221,9 +221,11 @@ def _watermark(value: Any) -> str | None:
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> pd.DataFrame:
-    """A page of jobs as the History page lists them: readable status, sizes and durations."""
+    """A page of jobs as the dashboard lists them: sizes and durations in their units, an empty
+    error where there was none."""
     frame = jobs_frame(jobs)
     frame["data"] = ["–" if pd.isna(b) else human_bytes(b) for b in frame["bytes"]]
     frame["duration"] = ["–" if pd.isna(d) else human_duration(d) for d in frame["duration_s"]]
+    frame["error_message"] = frame["error_message"].fillna("")  # no error: an empty cell, not `None`
     return frame[["created_at", "table", "status", "trigger", "started_by", "rows", "data", "duration",
                   "error_message", "sync_id"]]

@@ -14,14 +14,13 @@ import streamlit as st
 
 from sfduck_core.background import BackgroundSync
 from sfduck_core.board import live_progress
-from sfduck_core.catalog import jobs_frame
 from sfduck_core.errors import SfduckError
 from sfduck_core.history import job_fields
 from sfduck_core.humanize import human_bytes, human_duration
 from sfduck_core.progress import SyncProgress
 from sfduck_core.store import JobQuery
-from sfduck_ui import status as look
 from sfduck_ui.context import AppContext
+from sfduck_ui.jobs import show_jobs
 
 _MY_SYNCS_KEY = "_sfduck_my_syncs"
 POLL_EVERY = "1s"
@@ -110,17 +109,8 @@ def render_recent(ctx: AppContext) -> None:
         return
     if not jobs:
         return
-    frame = jobs_frame(jobs)[["created_at", "table", "status", "trigger", "started_by", "rows", "duration_s",
-                              "sync_id"]]
-    frame["status"] = [look.label(job["status"]) for job in jobs]
-    st.caption(f"Recent syncs of every table ({total} in the last {RECENT_HOURS} h; all on the History page)")
-    st.dataframe(frame, hide_index=True, width="stretch", key="recent_syncs",
-                 column_config={"created_at": st.column_config.DatetimeColumn("queued at (UTC)",
-                                                                              format="YYYY-MM-DD HH:mm:ss"),
-                                "rows": st.column_config.NumberColumn(format="localized"),
-                                "trigger": st.column_config.TextColumn("started from"),
-                                "started_by": st.column_config.TextColumn("started by"),
-                                "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f")})
+    st.caption(f"Recent syncs of every table ({total:,} in the last {RECENT_HOURS} h; all on the History page)")
+    show_jobs(jobs, key="recent_syncs")
 
 
 def _render_all(ctx: AppContext) -> bool:
