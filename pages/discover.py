@@ -131,8 +131,8 @@ registrations = load_or_stop("reading the registrations", engine.store.list_regi
 if not registrations:
     st.info("Nothing is registered yet: pick a table above and register it.", icon=":material/playlist_add:")
     st.stop()
-st.dataframe(pd.DataFrame([r.as_dict() for r in registrations]).drop(columns=["table_id", "full_sync_required"]),
-             hide_index=True, width="stretch", column_config={
+st.dataframe(pd.DataFrame([r.as_dict() for r in registrations]).drop(columns=["table_id", "full_sync_required"])
+             .fillna({"incremental_key": ""}), hide_index=True, width="stretch", column_config={
                  "table_name": "table", "schema_name": "schema", "incremental_key": "incremental key",
                  "primary_key": "primary key", "detect_deletes": "detect deletes",
                  "include_columns": "only these columns", "exclude_columns": "all columns except"})
