@@ -213,8 +213,11 @@ def job_fields(job: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _watermark(value: Any) -> str | None:
+    """`UPDATED_AT = 2026-12-07 20:34:05.369854`: the key and its value (types are the column's business)."""
     if not value:
         return None
+    if isinstance(value, dict) and "column" in value and "value" in value:
+        return f"{value['column']} = {value['value']}"
     if isinstance(value, dict):
         return ", ".join(f"{k} = {v}" for k, v in value.items())
     return str(value)

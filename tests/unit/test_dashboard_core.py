@@ -129,3 +129,12 @@ def test_job_fields_are_labelled_and_readable() -> None:
     assert fields["Rows processed"] == "1,234,567" and fields["Data transferred"] == "5.0 MB"
     assert fields["Duration"] == "1 min 15 s" and fields["Ended at"] == "2026-12-07 18:01:15 UTC"
     assert "Error" not in fields and fields["Sync id"] == "abc"
+
+
+def test_a_watermark_reads_as_its_key_and_value() -> None:
+    from sfduck_core.history import job_fields
+    mark = {"column": "UPDATED_AT", "duckdb_type": "TIMESTAMP_NS", "snowflake_type": "TIMESTAMP_NTZ(9)",
+            "value": "2026-12-07 20:34:05.369854"}
+    fields = dict(job_fields({"schema_name": "S", "table_name": "T", "status": "completed",
+                              "stats": {"watermark_after": mark}}))
+    assert fields["Watermark after"] == "UPDATED_AT = 2026-12-07 20:34:05.369854"
