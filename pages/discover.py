@@ -67,7 +67,9 @@ cols_col.metric("Columns", estimate.columns)
 pk_col.metric("Primary key", ", ".join(description.primary_key) or "none")
 columns_tab, register_tab = st.tabs(["Columns", "Register for syncing"])
 with columns_tab:
-    st.dataframe(columns_overview(description), hide_index=True, width="stretch")
+    st.dataframe(columns_overview(description), hide_index=True, width="stretch", column_config={
+        "snowflake_type": "Snowflake type", "duckdb_type": "DuckDB type", "primary_key": "primary key",
+        "type_mapped": st.column_config.CheckboxColumn("type mapped", help="Unticked: copied as text")})
 
 with register_tab:
     existing = load_or_stop("reading the registration", engine.store.get_registration, schema, table)
@@ -129,8 +131,11 @@ registrations = load_or_stop("reading the registrations", engine.store.list_regi
 if not registrations:
     st.info("Nothing is registered yet: pick a table above and register it.", icon=":material/playlist_add:")
     st.stop()
-st.dataframe(pd.DataFrame([r.as_dict() for r in registrations]).drop(columns=["table_id", "full_sync_required"]),
-             hide_index=True, width="stretch")
+st.dataframe(pd.DataFrame([r.as_dict() for r in registrations]).drop(columns=["table_id", "full_sync_required"])
+             .fillna({"incremental_key": ""}), hide_index=True, width="stretch", column_config={
+                 "table_name": "table", "schema_name": "schema", "incremental_key": "incremental key",
+                 "primary_key": "primary key", "detect_deletes": "detect deletes",
+                 "include_columns": "only these columns", "exclude_columns": "all columns except"})
 active = {f"{r.schema_name}.{r.table_name}": r for r in registrations if r.status == "active"}
 if active:
     target_col, button_col = st.columns([4, 1], vertical_alignment="bottom")

@@ -14,10 +14,11 @@ import datetime as dt
 
 import streamlit as st
 
-from sfduck_core.history import CHART_BUCKETS, chart_bucket, daily_summary, history_facets, jobs_table
+from sfduck_core.history import CHART_BUCKETS, chart_bucket, daily_summary, history_facets
 from sfduck_core.humanize import human_bytes
 from sfduck_core.store import JobQuery
 from sfduck_ui import charts
+from sfduck_ui.jobs import show_jobs
 from sfduck_ui.layout import load_or_stop
 
 PAGE_SIZE = 50
@@ -74,14 +75,7 @@ pages = max(1, -(-total // PAGE_SIZE))
 page = st.number_input(f"Page (of {pages:,}, {PAGE_SIZE} jobs each, newest first)", min_value=1, max_value=pages,
                        value=1, step=1) if pages > 1 else 1
 jobs, _ = load_or_stop("reading the jobs", store.find_jobs, query, PAGE_SIZE, (int(page) - 1) * PAGE_SIZE)
-shown = jobs_table(jobs)
-st.dataframe(shown, hide_index=True, width="stretch",
-             column_config={"created_at": st.column_config.DatetimeColumn("queued at (UTC)",
-                                                                           format="YYYY-MM-DD HH:mm:ss"),
-                            "rows": st.column_config.NumberColumn(format="localized"),
-                            "trigger": st.column_config.TextColumn("started from"),
-                            "started_by": st.column_config.TextColumn("started by"),
-                            "error_message": st.column_config.TextColumn("error")})
+shown = show_jobs(jobs, key="history_jobs")
 
 st.subheader("Job detail")
 linked = st.query_params.get("job")  # from the board's "open in History"

@@ -21,6 +21,7 @@ from sfduck_core.preview import (
     to_parquet_bytes,
 )
 from sfduck_core.reader import reader_text
+from sfduck_ui import charts
 from sfduck_ui.layout import load_or_stop, user_errors
 from sfduck_ui.values import show_exact
 
@@ -85,12 +86,13 @@ else:
                else "No successful sync recorded.")
 
 rows_tab, summary_tab, status_tab, sql_tab, elsewhere_tab = st.tabs(
-    ["First rows", "Summary", "Sync status", "SQL", "Open in your own DuckDB"])
+    ["First rows", "Summary", "Last sync", "SQL", "Open in your own DuckDB"])
 with rows_tab:
     st.caption(f"The first {PREVIEW_ROWS} rows.")
     show_exact(load_or_stop("reading the first rows", first_rows, store, schema, table, snapshot_id=snapshot_id))
 with summary_tab:
-    st.caption("DuckDB SUMMARIZE: per-column type, min, max, approximate distinct count, nulls, quartiles.")
+    st.caption("DuckDB SUMMARIZE: per column its type, min, max, approximate distinct count, average, standard "
+               "deviation, approximate quartiles, count and share of NULLs.")
     if st.button("Summarize", icon=":material/query_stats:", help="Scans the whole table; kept until the next sync."):
         st.session_state[_SUMMARY_KEY] = (schema, table)
     if st.session_state.get(_SUMMARY_KEY) == (schema, table):
@@ -98,7 +100,13 @@ with summary_tab:
             summary = cached_summary(store, schema, table, status.get("last_success_sync_id"))
             show_exact(summary)
 with status_tab:
-    st.json(status or {"status": "no sync recorded"}, expanded=1)
+    last_job = load_or_stop("reading the last sync", store.get_job, status["last_sync_id"]) \
+        if status.get("last_sync_id") else None
+    if last_job is None:
+        st.info("No sync of this table is recorded.", icon=":material/info:")
+    else:
+        charts.job_detail(last_job)
+        st.page_link("pages/history.py", label="This table's other syncs: History", icon=":material/monitoring:")
 with sql_tab:
     max_mb = ctx.settings.sql_max_bytes / (1 << 20)
     st.caption(f"Read-only: one SELECT (or SUMMARIZE/DESCRIBE), at most {QUERY_MAX_ROWS:,} rows and {max_mb:g} MB, "

@@ -24,13 +24,15 @@ st.caption("Scheduled syncs run in the server process (./scripts/dashboard.sh); 
 schedules = load_or_stop("reading the schedules", ctx.schedules.list)
 now = dt.datetime.now(dt.UTC)
 if schedules:
+    # one line per schedule, narrow enough for a laptop: its next three runs are under the form below,
+    # and why a schedule paused itself is said below the table, in full
     st.dataframe(pd.DataFrame([{
-        "table": s.label, "when": s.when, "strategy": s.strategy, "enabled": s.enabled,
-        "next runs (UTC)": ", ".join(f"{t:%b %d %H:%M}" for t in s.next_runs(now)) if s.enabled else "paused",
-        "last run (UTC)": s.last_run_at, "last outcome": s.last_outcome,
-        "failures in a row": s.consecutive_failures, "paused because": s.paused_reason, "changed by": s.updated_by,
+        "table": s.label, "when": s.when, "strategy": s.strategy,
+        "next run (UTC)": f"{s.next_runs(now, 1)[0].astimezone(dt.UTC):%b %d %H:%M}" if s.enabled else "paused",
+        "last run (UTC)": f"{s.last_run_at.astimezone(dt.UTC):%b %d %H:%M}" if s.last_run_at else "not yet",
+        "last outcome": s.last_outcome or "", "failures": s.consecutive_failures, "changed by": s.updated_by or "",
     } for s in schedules]), hide_index=True, width="stretch",
-        column_config={"last run (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+        column_config={"failures": st.column_config.NumberColumn(help="Failed runs in a row")})
     for s in schedules:
         if s.paused_reason:
             st.warning(f"{s.label}: {s.paused_reason}", icon=":material/pause_circle:")
@@ -78,8 +80,8 @@ if save:
         saved = ctx.schedules.save(registration, cron=cron, timezone=timezone,
                                    interval_s=int(minutes * 60) if minutes is not None else None,
                                    strategy=strategy, enabled=enabled, actor=viewer.username)
-        runs = ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in saved.next_runs(dt.datetime.now(dt.UTC)))
-        flash(f"Saved: {saved.label} {saved.when}; next runs {runs} UTC." if saved.enabled
+        runs = ", ".join(exact_time(t) for t in saved.next_runs(dt.datetime.now(dt.UTC)))
+        flash(f"Saved: {saved.label} {saved.when}; next runs {runs}." if saved.enabled
               else f"Saved: {saved.label} {saved.when}, paused (tick Enabled to let it run).")
         st.rerun()
 

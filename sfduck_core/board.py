@@ -3,19 +3,18 @@ what went wrong, computed from the metadata in one read so the home page stays f
 
 A board status is a job status (`sfduck_core.store.JOB_STATUSES`) or one of two that only a table
 has: `never` (registered, never synced) and `paused` (its schedule is switched off or paused itself
-after failures). A sync that found nothing changed is `skipped`, whether the store records it as
-its own status or, as older files do, as a completed job whose stats say `skipped`.
+after failures). A sync that found nothing changed is `skipped`, a job status of its own (the
+store's migration renamed the older files' "completed with `skipped` in its stats").
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from sfduck_core.job_status import JOB_STATUSES
+from sfduck_core.job_status import JOB_STATUSES, SUCCESS_STATUSES
 from sfduck_core.progress import SyncProgress
 from sfduck_core.schedules import Schedule
 from sfduck_core.store import META, Store
@@ -25,19 +24,6 @@ ACTIVE_STATUSES = ("pending", "running")
 # every status a board row can have, in the order the counts are shown: what needs a look first
 BOARD_STATUSES: tuple[str, ...] = tuple(dict.fromkeys(
     ("running", "pending", "failed", "cancelled", PAUSED, SKIPPED, "completed", NEVER, *JOB_STATUSES)))
-
-# SQL for a job's status as a person reads it: a completed job that moved nothing because nothing
-# changed is `skipped` (files written before `skipped` became a status of its own say so in stats)
-JOB_STATUS_SQL = ("CASE WHEN status = 'completed' AND TRY_CAST(stats->>'skipped' AS BOOLEAN) "
-                  "THEN 'skipped' ELSE status END")
-
-
-def job_status(job: Mapping[str, object]) -> str:
-    """The status a person reads for one job record (see JOB_STATUS_SQL)."""
-    stats = job.get("stats") or {}
-    skipped = isinstance(stats, Mapping) and stats.get("skipped") is True
-    return SKIPPED if job.get("status") == "completed" and skipped else str(job.get("status"))
-
 
 @dataclass(frozen=True)
 class BoardRow:
@@ -82,7 +68,7 @@ def board_rows(store: Store, schedules: Iterable[Schedule]) -> list[BoardRow]:
     with store.connect(read_only=True) as con:
         rows = con.execute(
             "SELECT a.table_id, a.schema_name, a.table_name, a.incremental_key, s.last_sync_id, s.last_status, s.row_count, "
-            "j.stats, j.error_message, ended.last_end "
+            "j.error_message, ended.last_end "
             f"FROM {META}.allowed_tables a "
             f"LEFT JOIN {META}.table_sync_status s USING (table_id) "
             f"LEFT JOIN {META}.sync_jobs j ON j.sync_id = s.last_sync_id "
@@ -90,14 +76,12 @@ def board_rows(store: Store, schedules: Iterable[Schedule]) -> list[BoardRow]:
             "            WHERE completed_at IS NOT NULL GROUP BY table_id) ended USING (table_id) "
             "WHERE a.status = 'active' ORDER BY a.schema_name, a.table_name").fetchall()
     out = []
-    for table_id, schema, table, incremental_key, last_id, last_status, row_count, stats, error, last_end in rows:
+    for table_id, schema, table, incremental_key, last_id, last_status, row_count, error, last_end in rows:
         schedule = by_table.get(table_id)
         status = last_status or NEVER
-        if status == "completed":
-            status = job_status({"status": status, "stats": json.loads(stats) if stats else {}})
         if status not in ACTIVE_STATUSES and schedule is not None and not schedule.enabled:
             status = PAUSED
-        failed = last_status not in (None, "completed", SKIPPED, *ACTIVE_STATUSES)
+        failed = last_status not in (None, *SUCCESS_STATUSES, *ACTIVE_STATUSES)
         out.append(BoardRow(
             table_id=table_id, schema_name=schema, table_name=table, status=status, last_sync_id=last_id,
             last_ended_at=_aware(last_end), rows=row_count,

@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 
-from sfduck_core.board import JOB_STATUS_SQL, job_status
 from sfduck_core.catalog import jobs_frame
 from sfduck_core.engine import TRIGGERS
 from sfduck_core.errors import SfduckError
@@ -54,7 +53,7 @@ def daily_summary(store: Store, query: JobQuery, bucket: str = "day") -> pd.Data
     with store.connect(read_only=True) as con:
         rows = con.execute(
             "SELECT CAST(date_trunc(?, created_at AT TIME ZONE 'UTC') AS DATE) AS bucket, "
-            f"{JOB_STATUS_SQL} AS status, count(*) AS jobs, "
+            "status, count(*) AS jobs, "
             "sum(TRY_CAST(stats->>'rows_processed' AS BIGINT)) AS rows, "
             "sum(TRY_CAST(stats->>'bytes_transferred' AS BIGINT)) AS bytes, "
             "avg(TRY_CAST(stats->>'duration_s' AS DOUBLE)) AS avg_duration_s, "
@@ -181,7 +180,7 @@ def job_fields(job: dict[str, Any]) -> list[tuple[str, str]]:
     stats = job.get("stats") or {}
     fields: list[tuple[str, Any]] = [
         ("Table", f"{job['schema_name']}.{job['table_name']}"),
-        ("Status", job_status(job)),
+        ("Status", job.get("status")),
         ("Strategy", job.get("strategy")),
         ("Transport", stats.get("transport") or job.get("transport")),
         ("Started from", job.get("trigger")),
@@ -214,18 +213,22 @@ def job_fields(job: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _watermark(value: Any) -> str | None:
+    """`UPDATED_AT = 2026-12-07 20:34:05.369854`: the key and its value (types are the column's business)."""
     if not value:
         return None
+    if isinstance(value, dict) and "column" in value and "value" in value:
+        return f"{value['column']} = {value['value']}"
     if isinstance(value, dict):
         return ", ".join(f"{k} = {v}" for k, v in value.items())
     return str(value)
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> pd.DataFrame:
-    """A page of jobs as the History page lists them: readable status, sizes and durations."""
+    """A page of jobs as the dashboard lists them: sizes and durations in their units, an empty
+    error where there was none."""
     frame = jobs_frame(jobs)
-    frame["status"] = [job_status(job) for job in jobs]
     frame["data"] = ["–" if pd.isna(b) else human_bytes(b) for b in frame["bytes"]]
     frame["duration"] = ["–" if pd.isna(d) else human_duration(d) for d in frame["duration_s"]]
+    frame["error_message"] = frame["error_message"].fillna("")  # no error: an empty cell, not `None`
     return frame[["created_at", "table", "status", "trigger", "started_by", "rows", "data", "duration",
                   "error_message", "sync_id"]]

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -151,21 +152,59 @@ def sync_versions(store: Store, schema: str, table: str) -> list[dict[str, Any]]
             if job["status"] == "completed" and job["stats"].get("snapshot_id") is not None]
 
 
+# Columns SUMMARIZE cannot take as they are, summarized as text whose order is theirs (their type
+# name is kept): a TIME_NS cannot be averaged (a Binder Error), a BLOB's min and max would be raw
+# bytes, never hex (upper-case hex sorts as the bytes do).
+_SUMMARY_AS_TEXT = {"TIME_NS": "CAST({} AS VARCHAR)", "BLOB": "'0x' || hex({})"}
+# SUMMARIZE's columns (it types the numbers of a column that has none, a text's avg, as INTEGER)
+_SUMMARY_SCHEMA = pa.schema([*((name, pa.string()) for name in ("column_name", "column_type", "min", "max")),
+                             ("approx_unique", pa.int64()),
+                             *((name, pa.string()) for name in ("avg", "std", "q25", "q50", "q75")),
+                             ("count", pa.int64()), ("null_percentage", pa.decimal128(9, 2))])
+
+
 def summarize(store: Store, schema: str, table: str) -> pa.Table:
     """DuckDB's SUMMARIZE: per-column min, max, distinct estimate, nulls, quartiles."""
     with store.connect(read_only=True) as con:
         _require_table(con, schema, table)
-        # DuckDB's SUMMARIZE cannot average a TIME_NS (a Binder Error): such a column is summarized
-        # as its exact text (min and max right, no average), and still called TIME_NS
-        as_text = [name for name, kind in Store.table_columns(con, schema, table) if kind == "TIME_NS"]
-        replace = (" REPLACE (" + ", ".join(f"CAST({quote_ident(n)} AS VARCHAR) AS {quote_ident(n)}" for n in as_text)
-                   + ")") if as_text else ""
-        summary = con.execute(f"SUMMARIZE SELECT *{replace} FROM {qualified(schema, table)}").to_arrow_table()
+        columns = Store.table_columns(con, schema, table)
+        as_text = {name: kind for name, kind in columns if kind in _SUMMARY_AS_TEXT}
+        replace = (" REPLACE (" + ", ".join(f"{_SUMMARY_AS_TEXT[kind].format(quote_ident(n))} AS {quote_ident(n)}"
+                                            for n, kind in as_text.items()) + ")") if as_text else ""
+        source = f"SELECT *{replace} FROM {qualified(schema, table)}"
+        try:
+            summary = con.execute(f"SUMMARIZE {source}").to_arrow_table()
+        except duckdb.OutOfRangeException:
+            # a DOUBLE whose standard deviation overflows (1.7976931348623157e+308 and -1e308 in one
+            # column): SUMMARIZE refuses the whole table, so each column is summarized on its own
+            summary = pa.concat_tables([_summarize_column(con, source, name, kind).cast(_SUMMARY_SCHEMA)
+                                        for name, kind in columns])
     if as_text:
         names = summary.column("column_name")
-        kinds = pc.if_else(pc.is_in(names, pa.array(as_text)), "TIME_NS", summary.column("column_type"))
+        kinds = summary.column("column_type")
+        for name, kind in as_text.items():
+            kinds = pc.if_else(pc.equal(names, name), kind, kinds)
         summary = summary.set_column(summary.schema.get_field_index("column_type"), "column_type", kinds)
     return summary
+
+
+def _summarize_column(con: duckdb.DuckDBPyConnection, source: str, name: str, kind: str) -> pa.Table:
+    """SUMMARIZE of one column of `source`; where its standard deviation is out of DuckDB's range,
+    the same row with no `std` (the rest of SUMMARIZE's numbers, from the same functions)."""
+    column = quote_ident(name)
+    try:
+        return con.execute(f"SUMMARIZE SELECT {column} FROM ({source})").to_arrow_table()
+    except duckdb.OutOfRangeException:
+        pass
+    quartiles = ", ".join(f"CAST(approx_quantile({column}, {q}) AS VARCHAR) AS q{round(q * 100)}"
+                          for q in (0.25, 0.5, 0.75))
+    return con.execute(
+        f"SELECT CAST(? AS VARCHAR) AS column_name, CAST(? AS VARCHAR) AS column_type, "
+        f"CAST(min({column}) AS VARCHAR) AS min, CAST(max({column}) AS VARCHAR) AS max, "
+        f"approx_count_distinct({column}) AS approx_unique, CAST(avg({column}) AS VARCHAR) AS avg, "
+        f"CAST(NULL AS VARCHAR) AS std, {quartiles}, count(*) AS count, "
+        f"CAST(CASE WHEN count(*) > 0 THEN 100.0 * (count(*) - count({column})) / count(*) END AS DECIMAL(9,2)) "
+        f"AS null_percentage FROM ({source})", [name, kind]).to_arrow_table()
 
 
 _SUMMARIES: OrderedDict[tuple[str, str, str, str | None], pa.Table] = OrderedDict()

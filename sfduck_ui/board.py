@@ -1,10 +1,11 @@
 """The status board's rendering: counts and filters, then one row per table, redrawn live while a
 sync runs.
 
-The rows live in a fragment: while any sync runs it redraws them every second (only them, so the
+The rows live in one fragment: while any sync runs it redraws them every second (only them, so the
 page neither flickers nor loses its scroll); when the last one ends it asks for one full rerun
-(the counts change). While nothing runs, a slow fragment only watches this process's syncs (an
-in-memory check) and switches to the live one when a sync starts from anywhere (API, schedule).
+(the counts change). While nothing runs, the same fragment redraws the rows the page read and
+watches this process's syncs (an in-memory check), switching to live when a sync starts from
+anywhere (API, schedule).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from sfduck_ui.layout import load_or_stop
 
 LIVE_EVERY = "1s"
 IDLE_EVERY = "3s"
+_ROWS_KEY = "_board_rows"  # the rows the last page run read
 ERROR_CHARS = 90
-COLUMNS = [2.1, 1.6, 1.2, 1.1, 1.3, 2.9, 1.3]
+COLUMNS = [2.1, 1.5, 1.2, 1.0, 1.4, 3.0, 1.3]
 HEADERS = ["Table", "Status", "Last sync", "Rows", "Next run", "Progress / last error", ""]
 
 
@@ -50,10 +52,12 @@ def _hover(text: str, title: str) -> str:
             f"{html.escape(text, quote=False)}</span>")
 
 
-def _one_line(text: str, title: str) -> str:
-    """Text kept to one line (cut with an ellipsis at the cell's edge), whole on hover."""
+def _one_line(text: str, title: str, small: bool = False) -> str:
+    """Text kept to one line (cut with an ellipsis at the cell's edge), whole on hover; `small`: a
+    faded note under the cell's value."""
+    note = "; font-size: 0.8em; opacity: 0.6" if small else ""
     return (f'<span title="{html.escape(title)}" style="display: block; white-space: nowrap; overflow: hidden; '
-            f'text-overflow: ellipsis">{html.escape(text, quote=False)}</span>')
+            f'text-overflow: ellipsis{note}">{html.escape(text, quote=False)}</span>')
 
 
 def _rows(ctx: AppContext) -> list[BoardRow]:
@@ -102,7 +106,7 @@ def _error_cell(container: DeltaGenerator, row: BoardRow) -> None:
             container.caption(row.paused_reason)
         return
     short = line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 1] + "…"
-    text, details = container.columns([5, 1], vertical_alignment="center", gap="small")
+    text, details = container.columns([4, 1], vertical_alignment="center", gap="small")
     text.markdown(_one_line(short, line), unsafe_allow_html=True)
     with details.popover("", icon=":material/open_in_full:", help="The whole error and the job's details"):
         st.markdown(f"**{row.label}**, sync `{row.error_sync_id}`")
@@ -126,17 +130,19 @@ def _start(ctx: AppContext, viewer: Viewer, row: BoardRow) -> None:
 def _render_row(ctx: AppContext, viewer: Viewer, row: BoardRow, now: dt.datetime) -> None:
     with st.container(border=True, key=f"board_row_{row.table_id}"):
         cells = st.columns(COLUMNS, vertical_alignment="center", gap="small")
-        cells[0].markdown(f"**{row.table_name}**  \n:gray[:small[{row.schema_name}"
-                          + (f" · {row.schedule}" if row.schedule else "") + "]]")
+        cells[0].markdown(f"**{row.table_name}**  \n:gray[:small[{row.schema_name}]]")
         cells[1].markdown(look.badge(row.status))
         cells[2].markdown(_hover(relative_time(row.last_ended_at, now), exact_time(row.last_ended_at))
                           if row.last_ended_at else ":gray[never]", unsafe_allow_html=True)
         cells[3].markdown(human_count(row.rows) if row.rows is not None else ":gray[–]")
+        # when, and below it the schedule as it was entered (cut at the cell's edge, whole on hover)
+        schedule = _one_line(row.schedule, row.schedule, small=True) if row.schedule else ""
         if row.next_run_at is not None:
-            cells[4].markdown(_hover(relative_time(row.next_run_at, now), exact_time(row.next_run_at)),
+            cells[4].markdown(_hover(relative_time(row.next_run_at, now), exact_time(row.next_run_at)) + schedule,
                               unsafe_allow_html=True)
         else:
-            cells[4].markdown(":gray[paused]" if row.status == "paused" else ":gray[no schedule]")
+            cells[4].markdown((":gray[paused]" if row.status == "paused" else ":gray[no schedule]") + schedule,
+                              unsafe_allow_html=True)
         if row.status in ACTIVE_STATUSES:
             _progress_cell(cells[5], ctx, row)
         else:
@@ -147,9 +153,9 @@ def _render_row(ctx: AppContext, viewer: Viewer, row: BoardRow, now: dt.datetime
                             help=f"Start a {row.default_strategy} sync of {row.label} now.")
 
 
-def _render_rows(ctx: AppContext, viewer: Viewer, statuses: list[str], schemas: list[str]) -> bool:
+def _render_rows(ctx: AppContext, viewer: Viewer, rows: list[BoardRow], statuses: list[str],
+                 schemas: list[str]) -> bool:
     """Draw the filtered rows; True while any table is syncing."""
-    rows = _rows(ctx)
     now = _now()
     if message := st.session_state.pop("_board_error", None):
         st.error(message, icon=":material/error:")
@@ -167,23 +173,22 @@ def _render_rows(ctx: AppContext, viewer: Viewer, statuses: list[str], schemas: 
     return any(r.status in ACTIVE_STATUSES for r in rows)
 
 
-@st.fragment(run_every=LIVE_EVERY)
-def _live(ctx: AppContext, viewer: Viewer, statuses: list[str], schemas: list[str]) -> None:
-    if not _render_rows(ctx, viewer, statuses, schemas):
+def _rows_fragment(ctx: AppContext, viewer: Viewer, statuses: list[str], schemas: list[str], live: bool) -> None:
+    """The rows, always in this one fragment (idle or live), so a sync that starts or ends changes
+    what the rows say, not where they live: moving them between the page and a fragment drew them
+    twice (the new rows under the fading old ones) for the length of a page run."""
+    if live:
+        rows = _rows(ctx)  # every second: the live numbers
+    else:
+        if ctx.syncs.running():
+            st.rerun(scope="app")  # a sync started (here, the API, a schedule): poll live, new counts
+        rows = st.session_state[_ROWS_KEY]  # what the page run read: watching costs no read
+    if not _render_rows(ctx, viewer, rows, statuses, schemas) and live:
         st.rerun(scope="app")  # the last sync ended: refresh the counts once, then stop polling
-
-
-@st.fragment(run_every=IDLE_EVERY)
-def _idle(ctx: AppContext) -> None:
-    """Draws nothing: the rows are drawn once by the page run while nothing runs."""
-    if ctx.syncs.running():
-        st.rerun(scope="app")  # a sync started (here, the API, a schedule): switch to live rows
 
 
 def render_board(ctx: AppContext, viewer: Viewer, rows: list[BoardRow]) -> None:
     statuses, schemas = render_counts_and_filters(rows)
-    if any(r.status in ACTIVE_STATUSES for r in rows):
-        _live(ctx, viewer, statuses, schemas)
-    else:
-        _render_rows(ctx, viewer, statuses, schemas)
-        _idle(ctx)
+    live = any(r.status in ACTIVE_STATUSES for r in rows)
+    st.session_state[_ROWS_KEY] = rows
+    st.fragment(_rows_fragment, run_every=LIVE_EVERY if live else IDLE_EVERY)(ctx, viewer, statuses, schemas, live)

@@ -13,15 +13,14 @@ import datetime as dt
 import streamlit as st
 
 from sfduck_core.background import BackgroundSync
-from sfduck_core.board import SKIPPED, job_status, live_progress
-from sfduck_core.catalog import jobs_frame
+from sfduck_core.board import live_progress
 from sfduck_core.errors import SfduckError
 from sfduck_core.history import job_fields
 from sfduck_core.humanize import human_bytes, human_duration
 from sfduck_core.progress import SyncProgress
 from sfduck_core.store import JobQuery
-from sfduck_ui import status as look
 from sfduck_ui.context import AppContext
+from sfduck_ui.jobs import show_jobs
 
 _MY_SYNCS_KEY = "_sfduck_my_syncs"
 POLL_EVERY = "1s"
@@ -82,14 +81,13 @@ def _render_finished(bg: BackgroundSync) -> None:
         return
     job = bg.result or {}
     stats = job.get("stats") or {}
-    if job_status(job) == SKIPPED:
-        with st.status(f"Skipped {table}: nothing changed since the last sync", state="complete"):
-            st.caption("Nothing changed in Snowflake since the last successful sync, so the copy is still current "
-                       "(tick \"Sync even if unchanged\" to sync anyway).")
+    if job.get("status") == "skipped":
+        with st.status(f"Skipped {table}: nothing changed since the last sync", state="complete", expanded=True):
+            st.caption("Snowflake reports the same last change and row count as at the last successful sync, so "
+                       "the copy is still current; tick \"Sync even if unchanged\" to sync anyway.")
         return
     rows = stats.get("rows_processed")
-    title = f"Synced {table}"
-    with st.status(title, state="complete", expanded=True):
+    with st.status(f"Synced {table}", state="complete", expanded=True):
         cols = st.columns(4)
         cols[0].metric("Rows", "?" if rows is None else f"{rows:,}")
         cols[1].metric("Duration", human_duration(stats.get("duration_s")))
@@ -111,17 +109,8 @@ def render_recent(ctx: AppContext) -> None:
         return
     if not jobs:
         return
-    frame = jobs_frame(jobs)[["created_at", "table", "status", "trigger", "started_by", "rows", "duration_s",
-                              "sync_id"]]
-    frame["status"] = [look.label(job_status(job)) for job in jobs]
-    st.caption(f"Recent syncs of every table ({total} in the last {RECENT_HOURS} h; all on the History page)")
-    st.dataframe(frame, hide_index=True, width="stretch", key="recent_syncs",
-                 column_config={"created_at": st.column_config.DatetimeColumn("queued at (UTC)",
-                                                                              format="YYYY-MM-DD HH:mm:ss"),
-                                "rows": st.column_config.NumberColumn(format="localized"),
-                                "trigger": st.column_config.TextColumn("started from"),
-                                "started_by": st.column_config.TextColumn("started by"),
-                                "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f")})
+    st.caption(f"Recent syncs of every table ({total:,} in the last {RECENT_HOURS} h; all on the History page)")
+    show_jobs(jobs, key="recent_syncs")
 
 
 def _render_all(ctx: AppContext) -> bool:

@@ -31,7 +31,8 @@ def seed_history(db: Path, count: int, days: int, tables: int = 30, schema: str 
             INSERT INTO {META}.sync_jobs (sync_id, table_id, schema_name, table_name, strategy, transport, status,
                 created_at, started_at, completed_at, error_message, stats, trigger, started_by)
             SELECT uuid()::VARCHAR, t.table_id, ?, t.table_name, 'incremental', 'stage',
-                   CASE WHEN i % 50 = 3 THEN 'failed' WHEN i % 97 = 5 THEN 'cancelled' ELSE 'completed' END,
+                   CASE WHEN i % 50 = 3 THEN 'failed' WHEN i % 97 = 5 THEN 'cancelled'
+                        WHEN i % 7 = 1 THEN 'skipped' ELSE 'completed' END,
                    now() - to_seconds(60 + i * ? // ?), now() - to_seconds(60 + i * ? // ?),
                    now() - to_seconds(60 + i * ? // ?) + to_seconds(5 + i % 40),
                    CASE WHEN i % 50 = 3 THEN 'Snowflake said: warehouse SEED_WH is suspended.'

@@ -18,12 +18,13 @@ def _register(store: Store, table: str) -> Registration:
                                      include_columns=(), exclude_columns=())
 
 
-def _complete(store: Store, reg: Registration, stats: dict) -> str:
+def _complete(store: Store, reg: Registration, stats: dict, status: str = "completed") -> str:
     sync_id = store.start_job(reg, "full", "arrow", None, trigger="api", started_by="admin")
     with store.connect() as con:
         con.execute("BEGIN")
         store.complete_job(con, reg, sync_id, {"duration_s": 2.5, "unload_s": 1.0, "download_s": 0.5,
-                                               "load_s": 0.5, **stats}, "arrow", row_count=stats["rows_processed"])
+                                               "load_s": 0.5, **stats}, "arrow", status=status,
+                           row_count=stats["rows_processed"])
         con.execute("COMMIT")
     store.finish(sync_id)
     return sync_id
@@ -35,7 +36,7 @@ def seed_states(db: Path) -> dict[str, str]:
     store = Store(db)
     regs = {state: _register(store, f"T_{state.upper()}") for state in STATES}
     ids = {"completed": _complete(store, regs["completed"], {"rows_processed": 1234567}),
-           "skipped": _complete(store, regs["skipped"], {"rows_processed": 0, "skipped": True})}
+           "skipped": _complete(store, regs["skipped"], {"rows_processed": 0, "skipped": True}, "skipped")}
     ids["failed"] = store.start_job(regs["failed"], "full", "arrow", None, trigger="schedule")
     store.fail_job(regs["failed"], ids["failed"], ERROR, {"duration_s": 0.4})
     store.finish(ids["failed"])

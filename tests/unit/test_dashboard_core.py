@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sfduck_core.board import BOARD_STATUSES, BoardRow, filter_rows, job_status, status_counts, time_left_s
+from sfduck_core.board import BOARD_STATUSES, BoardRow, filter_rows, status_counts, time_left_s
 from sfduck_core.history import DAY_MS, bar_middles, date_axis, job_fields, phase_timeline
 from sfduck_core.humanize import (
     bytes_unit,
@@ -36,13 +36,6 @@ def test_every_status_has_one_style_and_its_colour_is_the_themes() -> None:
     by_color = [look.style(s).color for s in BOARD_STATUSES]
     assert len(set(by_color)) == len(by_color), "two statuses share a colour"
     assert look.chart_colors()["failed"] == look.COLORS["red"]
-
-
-def test_a_completed_job_that_found_nothing_changed_reads_skipped() -> None:
-    assert job_status({"status": "completed", "stats": {"skipped": True}}) == "skipped"
-    assert job_status({"status": "completed", "stats": {"skipped": False}}) == "completed"
-    assert job_status({"status": "skipped", "stats": {}}) == "skipped"
-    assert job_status({"status": "failed", "stats": {"skipped": True}}) == "failed"
 
 
 def row(table: str, status: str, schema: str = "S") -> BoardRow:
@@ -136,3 +129,12 @@ def test_job_fields_are_labelled_and_readable() -> None:
     assert fields["Rows processed"] == "1,234,567" and fields["Data transferred"] == "5.0 MB"
     assert fields["Duration"] == "1 min 15 s" and fields["Ended at"] == "2026-12-07 18:01:15 UTC"
     assert "Error" not in fields and fields["Sync id"] == "abc"
+
+
+def test_a_watermark_reads_as_its_key_and_value() -> None:
+    from sfduck_core.history import job_fields
+    mark = {"column": "UPDATED_AT", "duckdb_type": "TIMESTAMP_NS", "snowflake_type": "TIMESTAMP_NTZ(9)",
+            "value": "2026-12-07 20:34:05.369854"}
+    fields = dict(job_fields({"schema_name": "S", "table_name": "T", "status": "completed",
+                              "stats": {"watermark_after": mark}}))
+    assert fields["Watermark after"] == "UPDATED_AT = 2026-12-07 20:34:05.369854"

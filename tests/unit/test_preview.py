@@ -66,6 +66,28 @@ def test_first_rows_mark_json_and_summarize_a_time_ns_column(db: Path) -> None:
     assert summary.loc["n", "avg"] == "1.5"
 
 
+def test_summarize_a_double_whose_spread_overflows_and_a_blob(db: Path) -> None:
+    """DuckDB's SUMMARIZE refuses a whole table when one DOUBLE's standard deviation is out of range
+    (the demo's ALL_TYPES): every column is still summarized, that one without `std`, the others as
+    SUMMARIZE has them; a BLOB's min and max are hex."""
+    store = Store(db)
+    with store.connect() as con:
+        con.execute(f'CREATE TABLE "{SCHEMA}"."W" AS SELECT * FROM (VALUES '
+                    "(1.7976931348623157e308::DOUBLE, 1.5::DOUBLE, '\\x00\\xFF'::BLOB), "
+                    "(-1e308, 2.5, 'hello'::BLOB), (0.1, NULL, NULL)) v(\"big x\", small, bin)")
+        with pytest.raises(duckdb.OutOfRangeException):
+            con.execute(f'SUMMARIZE "{SCHEMA}"."W"')
+        plain = con.execute(f'SUMMARIZE SELECT small FROM "{SCHEMA}"."W"').fetchall()
+    rows = summarize(store, SCHEMA, "W").to_pylist()
+    assert [r["column_name"] for r in rows] == ["big x", "small", "bin"]
+    big, small, binary = rows
+    assert (big["column_type"], big["min"], big["max"], big["count"]) == (
+        "DOUBLE", "-1e+308", "1.7976931348623157e+308", 3)
+    assert big["std"] is None and big["q50"] is not None and big["null_percentage"] == 0
+    assert tuple(small.values()) == plain[0]  # the other columns: SUMMARIZE's own rows
+    assert (binary["column_type"], binary["min"], binary["max"]) == ("BLOB", "0x00FF", "0x68656C6C6F")
+
+
 def test_preview_of_a_table_never_synced_says_what_to_do(db: Path) -> None:
     with pytest.raises(SfduckError, match="has not been synced.*run a sync"):
         first_rows(Store(db), SCHEMA, "NOPE")

@@ -183,7 +183,7 @@ def test_old_skipped_syncs_read_as_skipped_after_the_migration(tmp_path: Path, m
     import sfduck_core.store as store_module
     from sfduck_core.config import parse_target
 
-    renaming = next(i for i, m in enumerate(MIGRATIONS) if m and "SET status = 'skipped'" in m[0])
+    renaming = next(i for i, m in enumerate(MIGRATIONS) if any("SET status = 'skipped'" in sql for sql in m))
     target = (parse_target(f"ducklake:sqlite:{tmp_path / 'c.sqlite'}", str(tmp_path / "d"), Path)
               if kind == "lake" else None)
 
