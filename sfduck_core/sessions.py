@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import string
 import time
@@ -36,6 +37,7 @@ _CLOCK_SLACK_S = 60.0  # processes on one machine may read the clock a moment ap
 _PLACEHOLDER_WORDS = (
     "replace", "change", "example", "secret", "password", "random", "characters", "paste", "generated", "xxxx",
 )
+_PLACEHOLDER_PATTERN = re.compile("|".join(_PLACEHOLDER_WORDS), re.IGNORECASE)
 _HEX = frozenset(string.hexdigits.lower()), frozenset(string.hexdigits.upper())
 _BASE64 = frozenset(string.ascii_letters + string.digits + "-_+/")
 _LONGEST_RUN = 8  # "abcdefgh", "87654321", "zzzzzzzz": never in a generated key (p < 1e-6)
@@ -97,12 +99,22 @@ def generated_key_bits(key: str) -> tuple[float, str]:
     return 0.0, "only hexadecimal or base64 keys (what key generators print) are accepted"
 
 
+def _looks_like_a_placeholder(key: str) -> bool:
+    """A placeholder word in a key that would not carry the bits without it. A random key spells
+    "xxxx" or "paste" now and then (about 1 in 15,000 of `token_urlsafe(48)`): refusing those would
+    turn away a good key, so only what is left once the words are gone is judged."""
+    rest = _PLACEHOLDER_PATTERN.sub("", key)
+    if rest == key:
+        return False
+    bits, flaw = generated_key_bits(rest) if len(rest) >= MIN_KEY_LENGTH else (0.0, "short")
+    return bool(flaw) or bits < MIN_KEY_ENTROPY_BITS
+
+
 def check_key_strength(key: str, where: str) -> str:
     """The key itself, or ConfigError naming `where` it came from when it is weak or a placeholder."""
     advice = (f"Set {where} to a generated key of at least {MIN_KEY_ENTROPY_BITS} random bits, e.g. the output of "
               "python -c \"import secrets; print(secrets.token_urlsafe(48))\" or openssl rand -hex 32.")
-    lowered = key.lower()
-    if any(word in lowered for word in _PLACEHOLDER_WORDS):
+    if _looks_like_a_placeholder(key):
         raise ConfigError(f"{where} looks like a placeholder, not a generated key. {advice}")
     if len(key) < MIN_KEY_LENGTH:
         raise ConfigError(f"{where} is too short ({len(key)} characters). {advice}")
@@ -127,8 +139,8 @@ def resolve_session_key(configured: str | None, key_dir: Path, where: str = "[sf
         return check_key_strength(key_path.read_text(encoding="ascii").strip(),
                                   f"the key file {key_path} (delete it to make a new one)")
     key = secrets.token_urlsafe(48)
-    while generated_key_bits(key)[1] or any(word in key.lower() for word in _PLACEHOLDER_WORDS):
-        key = secrets.token_urlsafe(48)  # a random key may spell "paste" (p ~ 1e-4): it would be refused later
+    while generated_key_bits(key)[1] or _looks_like_a_placeholder(key):
+        key = secrets.token_urlsafe(48)  # a key the check would refuse later is never written
     key_path.write_text(key + "\n", encoding="ascii")
     return key
 

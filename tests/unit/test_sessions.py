@@ -139,3 +139,15 @@ def test_a_password_change_or_a_removed_user_ends_the_session(tokens: SessionTok
     assert tokens.verify(token, changed.get) is None
     assert not tokens.is_valid(session, changed.get)
     assert tokens.verify(token, {}.get) is None
+
+
+def test_a_generated_key_that_happens_to_spell_a_placeholder_word_passes() -> None:
+    """`token_urlsafe(48)` printed 'F0M1Vwe4nL8vhp1YkjPXB0Tu0GUEh0Sn6qZ9Rh6xXXxgoNvrCOSIsya3mGtskRGz' in a CI
+    run: 'xXXx' is not a placeholder when the rest of the key carries the bits; a typed one still is."""
+    key = "F0M1Vwe4nL8vhp1YkjPXB0Tu0GUEh0Sn6qZ9Rh6xXXxgoNvrCOSIsya3mGtskRGz"
+    assert check_key_strength(key, "urlsafe") == key
+    assert check_key_strength(key[:20] + "PaStE" + key[20:], "urlsafe")
+    for typed in ("replace-me-with-at-least-32-random-characters", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                  "paste-the-generated-key-here-" + "Ab3dE9", "changeme" * 6):
+        with pytest.raises(ConfigError, match="placeholder"):
+            check_key_strength(typed, "k")
