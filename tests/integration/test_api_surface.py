@@ -35,7 +35,7 @@ def test_registered_tables_and_their_ids(api: TestClient, emulator: EmulatorSett
     started = api.post("/sync/start", headers=admin, json={"schema_name": schema, "table_name": "ORDERS"}).json()
     job = wait_for_end(api, admin, started["sync_id"])
     [orders] = api.get("/sync/tables", headers=admin).json()
-    assert orders["schedule"] == "every 3600 s" and orders["schedule_enabled"] is True
+    assert orders["schedule"] == "every 1 h" and orders["schedule_enabled"] is True
     assert orders["last_sync"]["sync_id"] == job["sync_id"] and orders["last_sync"]["status"] == "completed"
     assert orders["last_sync"]["row_count"] == job["stats"]["table_stats"]["row_count"]
 

@@ -201,7 +201,7 @@ def test_second_sync_of_the_same_table_is_refused(engine: SyncEngine, emulator: 
     with pytest.raises(SyncAlreadyRunningError, match="already running"):
         engine.prepare(SyncRequest(emulator.schema, "ORDERS"))
     assert first.run()["status"] == "completed"
-    assert engine.sync(SyncRequest(emulator.schema, "ORDERS"))["status"] == "completed"
+    assert engine.sync(SyncRequest(emulator.schema, "ORDERS"))["status"] == "skipped"  # ran again (nothing had changed)
 
 
 def test_unknown_transport_and_strategy_are_refused_before_any_job(engine: SyncEngine,
