@@ -125,7 +125,7 @@ def test_preview_shows_every_value_of_all_types_exactly(browser: Browser, tmp_pa
         page.set_default_timeout(60_000)
         page.goto(url)
         log_in(page, "admin", "admin")
-        page.get_by_role("heading", name="Tables", exact=True).wait_for()
+        page.get_by_role("heading", name="Board", exact=True).wait_for()
         settled(page)
         go(page, "Preview")
         choose(page, "Synced table", f"{SCHEMA}.{TABLE}")
