@@ -130,21 +130,29 @@ def test_the_results_of_every_session_together_are_bounded(db: Path) -> None:
 
 
 @pytest.mark.usefixtures("budget")
-def test_queries_running_at_once_share_the_total(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What a running query may still receive is reserved before its child starts, so a second
-    query started meanwhile gets only the rest: together they never pass the total."""
+def hold_slow_queries(monkeypatch: pytest.MonkeyPatch, hold_s: float,
+                      ) -> tuple[threading.Event, threading.Event, list[dict[str, Any]]]:
+    """Make the SQL box's child hold a query whose text says 'slow' until released (or `hold_s`):
+    (set once one is held, set it to release them, every request the child was given)."""
     started, release = threading.Event(), threading.Event()
-    granted: list[int] = []
+    requests: list[dict[str, Any]] = []
     spawn = preview._spawn
 
     def held(request: dict[str, Any], timeout_s: float) -> tuple[bytes, bytes, int]:
-        granted.append(request["max_bytes"])
+        requests.append(request)
         if "slow" in request["sql"]:
             started.set()
-            release.wait(20)
+            release.wait(hold_s)
         return spawn(request, timeout_s)
 
     monkeypatch.setattr(preview, "_spawn", held)
+    return started, release, requests
+
+
+def test_queries_running_at_once_share_the_total(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a running query may still receive is reserved before its child starts, so a second
+    query started meanwhile gets only the rest: together they never pass the total."""
+    started, release, requests = hold_slow_queries(monkeypatch, 20)
     results: list[Any] = []
     worker = threading.Thread(target=lambda: results.append(run_read_only_query(
         db, "SELECT 'slow' AS s, repeat('x', 10000) FROM range(150)", user="ann", max_bytes=2_000_000,
@@ -157,7 +165,7 @@ def test_queries_running_at_once_share_the_total(db: Path, monkeypatch: pytest.M
     finally:
         release.set()
         worker.join(30)
-    assert granted == [2_000_000, 1_200_000]
+    assert [r["max_bytes"] for r in requests] == [2_000_000, 1_200_000]
     assert other.cut == "total" and results[0].cut is None
 
 
@@ -194,16 +202,7 @@ def test_a_child_that_dies_of_memory_is_reported_plainly(db: Path, monkeypatch: 
 
 
 def test_one_query_per_user_and_a_global_cap(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    started, release = threading.Event(), threading.Event()
-    spawn = preview._spawn
-
-    def slow(request: dict[str, Any], timeout_s: float) -> tuple[bytes, bytes, int]:
-        if "slow" in request["sql"]:
-            started.set()
-            release.wait(10)
-        return spawn(request, timeout_s)
-
-    monkeypatch.setattr(preview, "_spawn", slow)
+    started, release, _ = hold_slow_queries(monkeypatch, 10)
     errors: list[BaseException] = []
 
     def run_slow() -> None:
