@@ -129,7 +129,6 @@ def test_the_results_of_every_session_together_are_bounded(db: Path) -> None:
     assert again.cut is None and again.table.num_rows == 150
 
 
-@pytest.mark.usefixtures("budget")
 def hold_slow_queries(monkeypatch: pytest.MonkeyPatch, hold_s: float,
                       ) -> tuple[threading.Event, threading.Event, list[dict[str, Any]]]:
     """Make the SQL box's child hold a query whose text says 'slow' until released (or `hold_s`):
@@ -149,6 +148,7 @@ def hold_slow_queries(monkeypatch: pytest.MonkeyPatch, hold_s: float,
     return started, release, requests
 
 
+@pytest.mark.usefixtures("budget")
 def test_queries_running_at_once_share_the_total(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a running query may still receive is reserved before its child starts, so a second
     query started meanwhile gets only the rest: together they never pass the total."""
