@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
-import gzip
 import json
 import shutil
 import sqlite3
@@ -29,39 +28,10 @@ from sfduck_core.metadata.legacy import (
 )
 from sfduck_core.sqlident import qualified, quote_literal
 from sfduck_core.store import extension_file, lake_setup_sql
+from tests.fixtures.legacy.copies import FIXTURES, expected, legacy_file, legacy_lake, repoint_catalog
 from tests.fixtures.legacy.legacy_schema import LEGACY_MIGRATIONS
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 KINDS = ("file", "lake")
-
-
-def legacy_file(tmp_path: Path) -> Path:
-    """A writable copy of the fixture's DuckDB file (kept gzipped in the repository)."""
-    path = tmp_path / "sfduck.duckdb"
-    with gzip.open(FIXTURES / "file" / "sfduck.duckdb.gz", "rb") as packed, path.open("wb") as raw:
-        shutil.copyfileobj(packed, raw)
-    return path
-
-
-def legacy_lake(tmp_path: Path) -> Target:
-    """A copy of the fixture's lake, re-pointed at its new data folder.
-
-    The SQLite catalog keeps the absolute data path the lake was made with (a temp folder of the
-    machine that made it) in `ducklake_metadata`; attaching with another DATA_PATH is refused
-    ("does not match existing data path in the catalog"), and OVERRIDE_DATA_PATH holds only for
-    that one attach (ducklake 1.5.5, measured), so the copy's catalog is re-pointed for good: then
-    every attach sfduck makes (lake_setup_sql, with DATA_PATH) opens it unchanged."""
-    lake = tmp_path / "lake"
-    shutil.copytree(FIXTURES / "lake", lake, ignore=shutil.ignore_patterns("expected.json"))
-    repoint_catalog(lake / "catalog.sqlite", lake / "data")
-    return parse_target(f"ducklake:sqlite:{lake / 'catalog.sqlite'}", str(lake / "data"), Path)
-
-
-def repoint_catalog(catalog: Path, data: Path) -> None:
-    with contextlib.closing(sqlite3.connect(catalog)) as db, db:
-        changed = db.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path' AND scope IS NULL",
-                             [f"{data}/"]).rowcount
-    assert changed == 1
 
 
 @contextlib.contextmanager
@@ -85,11 +55,6 @@ def fixture_connection(kind: str, tmp_path: Path, read_only: bool = False) -> It
     else:
         with lake_connection(legacy_lake(tmp_path), read_only=read_only) as con:
             yield con
-
-
-def expected(kind: str) -> dict[str, Any]:
-    """What the release that made the fixture said about it through its own readers."""
-    return json.loads((FIXTURES / kind / "expected.json").read_text())
 
 
 def same(want: Any, got: Any) -> bool:
