@@ -375,7 +375,7 @@ class SyncEngine:
         sync_id = self.store.start_job(reg, RESTORE, "none", None, trigger=trigger, started_by=started_by)
         stats = SyncStats(strategy=RESTORE, restored_from={"sync_id": from_sync_id, "snapshot_id": snapshot_id})
         started = time.monotonic()
-        staging = self.store.staging_name(sync_id)
+        staging = self.store.storage.staging_name(sync_id)
         try:
             with self.store.connect() as con:
                 con.execute("BEGIN")

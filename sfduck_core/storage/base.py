@@ -89,6 +89,16 @@ class Storage(ABC):
         """For logs and messages: never a password."""
         return self.target.describe()
 
+    @abstractmethod
+    def local_places(self) -> list[tuple[str, str, Path]]:
+        """What this target writes on this machine, for disk checks: (what, where as configured,
+        the folder it grows in)."""
+
+    def unreachable(self) -> list[str]:
+        """Why a part of the target on another machine cannot be reached (it is only connected to:
+        nothing is created); empty when all is reachable or local."""
+        return []
+
     # --- connections -----------------------------------------------------------------------
 
     @abstractmethod

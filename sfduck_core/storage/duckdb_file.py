@@ -119,6 +119,9 @@ class DuckDBFile(Storage):
     def key(self) -> str:
         return str(self.path.resolve())
 
+    def local_places(self) -> list[tuple[str, str, Path]]:
+        return [("DuckDB file", str(self.path), self.path.parent)]
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """The file, waiting a bounded time if another process holds it. `read_only` changes

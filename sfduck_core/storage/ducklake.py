@@ -294,6 +294,25 @@ class DuckLake(Storage):
     def key(self) -> str:
         return self.target.attach_uri
 
+    def local_places(self) -> list[tuple[str, str, Path]]:
+        places = []
+        if self.target.catalog == "sqlite":
+            places.append(("lake catalog", self.target.catalog_location, Path(self.target.catalog_location).parent))
+        if self.target.data_path and "://" not in self.target.data_path:
+            places.append(("lake data", self.target.data_path, Path(self.target.data_path)))
+        return places
+
+    def unreachable(self) -> list[str]:
+        if self.target.catalog != "postgres":
+            return []
+        import psycopg  # only a PostgreSQL-catalog lake needs it
+
+        try:
+            psycopg.connect(self.target.catalog_location, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            return [f"the lake's PostgreSQL catalog cannot be reached: {self.target.redact(str(exc)).strip()}"]
+        return []
+
     # --- connections -----------------------------------------------------------------------
 
     @contextlib.contextmanager

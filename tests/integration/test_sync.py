@@ -63,7 +63,7 @@ def test_duckdb_column_types_follow_the_exact_map(engine: SyncEngine, emulator: 
                                                    transport: str) -> None:
     sync(engine, emulator.schema, "ALL_TYPES", transport=transport)
     with engine.store.connect() as con:
-        types = dict(engine.store.table_columns(con, emulator.schema, "ALL_TYPES"))
+        types = dict(engine.store.storage.table_columns(con, emulator.schema, "ALL_TYPES"))
     # a lake's Parquet files hold NUMBER(38,0) exactly as DECIMAL(38,0), not as HUGEINT (README)
     assert types["NUM_38_0"] == ("HUGEINT" if engine.store.storage.capabilities.exact_types else "DECIMAL(38,0)")
     assert types["NUM_18_0"] == "BIGINT"
@@ -89,7 +89,7 @@ def test_large_table_row_count_checked_and_stage_cleaned(engine: SyncEngine, emu
         assert stats["files"] >= 1
         assert not any((Path(settings.data_dir) / "tmp").glob("*/*.parquet"))
     with engine.store.connect() as con:
-        assert engine.store.count_rows(con, emulator.schema, "data") == TEST_DATA_ROWS
+        assert engine.store.storage.count_rows(con, emulator.schema, "data") == TEST_DATA_ROWS
     status = engine.store.sync_status(emulator.schema, "data")
     assert status["last_status"] == "completed" and status["row_count"] == TEST_DATA_ROWS
 
@@ -108,8 +108,8 @@ def test_empty_table_syncs_to_an_empty_typed_table(engine: SyncEngine, emulator:
     job = sync(engine, emulator.schema, "EMPTY_TABLE", transport=transport)
     assert job["status"] == "completed" and job["stats"]["rows_processed"] == 0
     with engine.store.connect() as con:
-        assert engine.store.count_rows(con, emulator.schema, "EMPTY_TABLE") == 0
-        assert engine.store.table_columns(con, emulator.schema, "EMPTY_TABLE")
+        assert engine.store.storage.count_rows(con, emulator.schema, "EMPTY_TABLE") == 0
+        assert engine.store.storage.table_columns(con, emulator.schema, "EMPTY_TABLE")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -118,7 +118,7 @@ def test_mixed_case_and_quoted_names_are_kept_exactly(engine: SyncEngine, emulat
     job = sync(engine, emulator.schema, "Mixed Case", transport=transport)
     assert job["status"] == "completed"
     with engine.store.connect() as con:
-        names = [n for n, _ in engine.store.table_columns(con, emulator.schema, "Mixed Case")]
+        names = [n for n, _ in engine.store.storage.table_columns(con, emulator.schema, "Mixed Case")]
     assert 'Weird "col"' in names
 
 
