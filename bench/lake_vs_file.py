@@ -69,7 +69,7 @@ def role_reader(spec: dict) -> None:
     import duckdb
 
     from sfduck_core.sqlident import qualified, quote_literal
-    from sfduck_core.store import extension_file
+    from sfduck_core.storage import extension_file
 
     lake = spec.get("lake")
 

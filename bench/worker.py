@@ -66,10 +66,9 @@ def _store(spec: dict) -> Any:
 
 def _count_target(spec: dict) -> int:
     """Rows of the synced table, through sfduck (a file busy with a reader is waited for)."""
-    from sfduck_core.store import Store
 
     with _store(spec).connect(read_only=True) as con:
-        return Store.count_rows(con, SCHEMA, TABLE)
+        return _store(spec).storage.count_rows(con, SCHEMA, TABLE)
 
 
 def _target_mb(spec: dict) -> float:
@@ -109,7 +108,6 @@ def reference(spec: dict) -> Result:
 def _sfduck_full_load(spec: dict, fill: Callable[[duckdb.DuckDBPyConnection, str, Any], None]) -> Result:
     """sfduck's atomic full-sync load: staging table, fill, count check, DROP+RENAME, one COMMIT."""
     from sfduck_core.sqlident import qualified
-    from sfduck_core.store import Store
 
     desc = _desc()
     store = _store(spec)
@@ -122,11 +120,11 @@ def _sfduck_full_load(spec: dict, fill: Callable[[duckdb.DuckDBPyConnection, str
         with store.connect() as con:
             marks["open_s"] = time.perf_counter() - t0  # a file busy with a reader is waited for
             con.execute("BEGIN")
-            Store.create_table(con, SCHEMA, STAGING, [(p.name, p.duckdb_type) for p in desc.plans])
+            store.storage.create_table(con, SCHEMA, STAGING, [(p.name, p.duckdb_type) for p in desc.plans])
             fill(con, qualified(SCHEMA, STAGING), desc)
-            got = Store.count_rows(con, SCHEMA, STAGING)
+            got = store.storage.count_rows(con, SCHEMA, STAGING)
             marks["load_s"] = time.perf_counter() - t0
-            Store.replace_table(con, SCHEMA, TABLE, STAGING)
+            store.storage.replace_table(con, SCHEMA, TABLE, STAGING)
             con.execute("COMMIT")
             marks["commit_s"] = time.perf_counter() - t0
         window.append(time.monotonic())
@@ -216,7 +214,6 @@ def pandas_path(spec: dict) -> Result:
 def _upsert(spec: dict, merge: Callable[[duckdb.DuckDBPyConnection], dict | None]) -> Result:
     """Load the change set into a staging table (sfduck's loader), merge, drop staging, COMMIT."""
     from sfduck_core.sqlident import qualified
-    from sfduck_core.store import Store
     from sfduck_core.transfer import load_parquet_files
 
     desc = _desc()
@@ -228,7 +225,7 @@ def _upsert(spec: dict, merge: Callable[[duckdb.DuckDBPyConnection], dict | None
         with store.connect() as con:
             opened = time.perf_counter()
             con.execute("BEGIN")
-            Store.create_table(con, SCHEMA, STAGING, [(p.name, p.duckdb_type) for p in desc.plans])
+            store.storage.create_table(con, SCHEMA, STAGING, [(p.name, p.duckdb_type) for p in desc.plans])
             load_parquet_files(con, qualified(SCHEMA, STAGING), desc, files)
             t1 = time.perf_counter()
             info = merge(con) or {}
@@ -251,7 +248,7 @@ def sfduck_upsert(spec: dict) -> Result:
     cols = [n for n, _ in datagen.COLUMNS]
 
     def merge(con: duckdb.DuckDBPyConnection) -> dict:
-        r = upsert(con, SCHEMA, TABLE, STAGING, cols, [datagen.KEY], datagen.ORDER_BY)
+        r = upsert(_store(spec).storage, con, SCHEMA, TABLE, STAGING, cols, [datagen.KEY], datagen.ORDER_BY)
         return {"inserted": r.rows_inserted, "updated": r.rows_updated, "unchanged": r.rows_unchanged}
 
     return _upsert(spec, merge)

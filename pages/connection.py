@@ -52,7 +52,7 @@ def lake_retention() -> None:
                    f"{outcome['files_deleted']} data files and {outcome['orphans_deleted']} orphaned ones.")
 
 
-if ctx.engine.store.is_lake:
+if ctx.engine.store.storage.capabilities.retention:
     lake_retention()
 
 report = st.session_state.get(_REPORT_KEY)

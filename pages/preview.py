@@ -67,7 +67,7 @@ if as_of is not None and viewer.is_admin:
             status = store.sync_status(schema, table) or {}
             snapshot_id = None  # show what the table is now
 count = load_or_stop("counting rows", row_count, store, schema, table, snapshot_id)
-kept_in = "the lake" if store.is_lake else "DuckDB"
+kept_in = store.storage.place
 metrics = st.columns(3)
 if snapshot_id is not None and as_of is not None:  # an earlier version: its own numbers, not today's
     metrics[0].metric(f"Rows in {kept_in} at that version", f"{count:,}")

@@ -25,10 +25,11 @@ from typing import Any
 
 import duckdb
 
-from sfduck_core.config import Settings, SnowflakeSettings, Target
+from sfduck_core.config import Settings, SnowflakeSettings
 from sfduck_core.errors import SfduckError, SourceError
 from sfduck_core.source import SnowflakeSource, SourceColumn, TableDescription
 from sfduck_core.sqlident import qualified, quote_ident
+from sfduck_core.storage import open_storage
 from sfduck_core.store import Store
 from sfduck_core.transfer import (
     STAGE_UNAVAILABLE,
@@ -268,16 +269,9 @@ def check_settings(settings: Settings) -> Check:
     places: dict[str, int] = {}
     problems = []
     target = settings.storage
-    folders = [("downloads", settings.data_dir, settings.data_dir)]
-    if not target.is_lake:
-        folders.insert(0, ("DuckDB file", settings.duckdb_path, settings.duckdb_path.parent))
-    else:
-        if target.data_path and "://" not in target.data_path:
-            folders.insert(0, ("lake data", target.data_path, Path(target.data_path)))
-        if target.catalog == "sqlite":
-            folders.insert(0, ("lake catalog", target.catalog_location, Path(target.catalog_location).parent))
-        else:
-            problems.extend(_unreachable_catalog(target))
+    storage = open_storage(target)
+    folders = [*storage.local_places(), ("downloads", str(settings.data_dir), settings.data_dir)]
+    problems.extend(storage.unreachable())
     for label, path, folder in folders:
         existing = existing_parent(folder)
         places[f"{label} {path}"] = shutil.disk_usage(existing).free
@@ -303,17 +297,6 @@ def check_settings(settings: Settings) -> Check:
                      "new DuckDB copy. Free some space or point SFDUCK_DATA_DIR / SFDUCK_DUCKDB_PATH at a larger disk.",
                      details, clock.seconds)
     return Check("settings", PASS, found, None, details, clock.seconds)
-
-
-def _unreachable_catalog(target: Target) -> list[str]:
-    """A PostgreSQL catalog that cannot be reached (it is only connected to: nothing is created)."""
-    import psycopg
-
-    try:
-        psycopg.connect(target.catalog_location, connect_timeout=5).close()
-    except psycopg.Error as exc:
-        return [f"the lake's PostgreSQL catalog cannot be reached: {target.redact(str(exc)).strip()}"]
-    return []
 
 
 def auth_method(sf: SnowflakeSettings) -> str:

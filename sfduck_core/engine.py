@@ -360,7 +360,7 @@ class SyncEngine:
             raise SfduckError(f"Unknown trigger {trigger!r}; use one of {', '.join(TRIGGERS)}.")
         schema = self.default_schema(schema)
         validate_identifier(table, "table name")
-        self.store.require_lake("Restoring an earlier version")
+        self.store.storage.require("time_travel", "Restoring an earlier version")
         reg = self.store.require_active(schema, table)
         source = self.store.get_job(from_sync_id)
         if source is None or (source["schema_name"], source["table_name"]) != (schema, table):
@@ -375,14 +375,14 @@ class SyncEngine:
         sync_id = self.store.start_job(reg, RESTORE, "none", None, trigger=trigger, started_by=started_by)
         stats = SyncStats(strategy=RESTORE, restored_from={"sync_id": from_sync_id, "snapshot_id": snapshot_id})
         started = time.monotonic()
-        staging = self.store.staging_name(sync_id)
+        staging = self.store.storage.staging_name(sync_id)
         try:
             with self.store.connect() as con:
                 con.execute("BEGIN")
-                con.execute(f"CREATE TABLE {qualified(schema, staging)} AS "
-                            f"SELECT * FROM {qualified(schema, table)} AT (VERSION => ?)", [int(snapshot_id)])
-                Store.replace_table(con, schema, table, staging)
-                rows = Store.count_rows(con, schema, table)
+                version, params = self.store.storage.table_at(schema, table, int(snapshot_id))
+                con.execute(f"CREATE TABLE {qualified(schema, staging)} AS SELECT * FROM {version}", params)
+                self.store.storage.replace_table(con, schema, table, staging)
+                rows = self.store.storage.count_rows(con, schema, table)
                 stats.rows_processed = stats.rows_inserted = rows
                 stats.table_stats = {"local_row_count": rows}
                 stats.watermark_after = source["stats"].get("watermark_after")
@@ -461,12 +461,12 @@ class SyncEngine:
                 self._merge(con, run, desc, plan, staging, stats)
             else:
                 run.report(phase="swapping", message="Replacing the table in one transaction")
-                Store.replace_table(con, desc.schema_name, desc.table_name, staging)
-                stats.rows_inserted = Store.count_rows(con, desc.schema_name, desc.table_name)
+                self.store.storage.replace_table(con, desc.schema_name, desc.table_name, staging)
+                stats.rows_inserted = self.store.storage.count_rows(con, desc.schema_name, desc.table_name)
                 stats.rows_updated = stats.rows_deleted = 0
                 if plan.incremental:
                     stats.full_load = True
-            local_rows = Store.count_rows(con, desc.schema_name, desc.table_name)
+            local_rows = self.store.storage.count_rows(con, desc.schema_name, desc.table_name)
             stats.rows_processed = local_rows if stats.rows_loaded is None else stats.rows_loaded
             watermark = (read_watermark(con, desc.schema_name, desc.table_name, plan.key_plan)
                          if plan.key_plan is not None else None)
@@ -500,43 +500,42 @@ class SyncEngine:
         schema, table = desc.schema_name, desc.table_name
         extra = plan.extra or MergeExtras()
         run.report(phase="swapping", message="Merging the changes in one transaction")
-        drift = apply_drift(con, schema, table, desc.plans)
+        drift = apply_drift(self.store.storage, con, schema, table, desc.plans)
         stats.schema_drift = drift.as_dict()
         if extra.fill is not None:
             stats.schema_drift["rows_backfilled"] = self._load_and(
                 con, run, "_fill", desc.select([*plan.primary_key, *extra.added]), extra.fill,
                 lambda t: backfill(con, schema, table, t, plan.primary_key, extra.added))
-        stats.rows_loaded = Store.count_rows(con, schema, staging)
+        stats.rows_loaded = self.store.storage.count_rows(con, schema, staging)
         columns = [p.name for p in desc.plans]
         if plan.primary_key:
-            merged = upsert(con, schema, table, staging, columns, plan.primary_key, plan.key_plan.name,
+            merged = upsert(self.store.storage, con, schema, table, staging, columns, plan.primary_key, plan.key_plan.name,
                             plan.watermark)
             stats.rows_inserted, stats.rows_updated = merged.rows_inserted, merged.rows_updated
             stats.rows_unchanged = merged.rows_unchanged
             stats.duplicate_keys_in_change_set = merged.duplicate_keys_in_change_set
         else:
-            stats.rows_inserted, stats.rows_updated = append(con, schema, table, staging, columns), 0
+            stats.rows_inserted, stats.rows_updated = append(self.store.storage, con, schema, table, staging, columns), 0
         con.execute(f"DROP TABLE {qualified(schema, staging)}")
         stats.rows_deleted = 0
         if extra.keys is not None:
             run.report(phase="swapping", message="Comparing primary keys to find deleted rows")
             stats.rows_deleted = self._load_and(
                 con, run, "_keys", desc.select([*plan.primary_key, plan.key_plan.name]), extra.keys,
-                lambda t: delete_missing(con, schema, table, t, plan.primary_key))
+                lambda t: delete_missing(self.store.storage, con, schema, table, t, plan.primary_key))
         if extra.late is not None:
             stats.late_rows = extra.late_count
             run.report(phase="swapping", message=f"Merging {extra.late_count} row(s) committed below the watermark")
             late = self._load_and(con, run, "_late", desc, extra.late,
-                                  lambda t: upsert(con, schema, table, t, columns, plan.primary_key, plan.key_plan.name))
+                                  lambda t: upsert(self.store.storage, con, schema, table, t, columns, plan.primary_key, plan.key_plan.name))
             stats.rows_inserted = (stats.rows_inserted or 0) + late.rows_inserted
             stats.rows_updated = (stats.rows_updated or 0) + late.rows_updated
 
-    @staticmethod
-    def _load_and(con: duckdb.DuckDBPyConnection, run: SyncRun, suffix: str, part: TableDescription,
+    def _load_and(self, con: duckdb.DuckDBPyConnection, run: SyncRun, suffix: str, part: TableDescription,
                   spool: ArrowSpool, apply: Callable[[str], Any]) -> Any:
         """Load a prefetched spool into a scratch table of the transaction, apply it, drop it."""
-        scratch = Store.staging_name(run.sync_id) + suffix
-        Store.create_table(con, part.schema_name, scratch, [(p.name, p.duckdb_type) for p in part.plans])
+        scratch = self.store.storage.staging_name(run.sync_id) + suffix
+        self.store.storage.create_table(con, part.schema_name, scratch, [(p.name, p.duckdb_type) for p in part.plans])
         load_arrow_spool(con, qualified(part.schema_name, scratch), part, spool)
         result = apply(scratch)
         con.execute(f"DROP TABLE {qualified(part.schema_name, scratch)}")
@@ -559,7 +558,7 @@ class SyncEngine:
             return extra
         user_filter = run.safe_filter.sql if run.safe_filter else None
         with self.store.connect() as con:
-            local = {name for name, _ in Store.table_columns(con, desc.schema_name, desc.table_name)}
+            local = {name for name, _ in self.store.storage.table_columns(con, desc.schema_name, desc.table_name)}
         extra.added = [p.name for p in desc.plans if p.name not in local]
         with self.source() as src:
             def spool(part: TableDescription, name: str, where: str | None = None,
@@ -589,11 +588,11 @@ class SyncEngine:
         """Source pairs below the watermark the local table lacks (rows at or above it, or with a
         NULL key, come with the change set). Read in a transaction that is rolled back: it leaves
         nothing behind and holds the lock only for this local comparison."""
-        scratch = Store.staging_name(run.sync_id) + "_pairs"
+        scratch = self.store.storage.staging_name(run.sync_id) + "_pairs"
         with self.store.connect() as con:
             con.execute("BEGIN")
             try:
-                Store.create_table(con, pairs.schema_name, scratch, [(p.name, p.duckdb_type) for p in pairs.plans])
+                self.store.storage.create_table(con, pairs.schema_name, scratch, [(p.name, p.duckdb_type) for p in pairs.plans])
                 load_arrow_spool(con, qualified(pairs.schema_name, scratch), pairs, keys)
                 key = quote_ident(plan.key_plan.name)
                 con.execute(f"DELETE FROM {qualified(pairs.schema_name, scratch)} WHERE {key} IS NULL OR "
@@ -645,7 +644,7 @@ class IncrementalPlan:
                 )
         status = store.sync_status(desc.schema_name, desc.table_name) or {}
         with store.connect() as con:
-            table_exists = Store.table_exists(con, desc.schema_name, desc.table_name)
+            table_exists = store.storage.table_exists(con, desc.schema_name, desc.table_name)
         previous = [j for j in store.history(desc.schema_name, desc.table_name, limit=2) if j["sync_id"] != run.sync_id]
         last_attempt_ok = bool(previous) and previous[0]["status"] in SUCCESS_STATUSES
         unchanged = (table_exists and last_attempt_ok and not req.force

@@ -12,6 +12,7 @@ dashboard pages and buttons (`worded()` with that front end's hints).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 # What the user can do about an error, by key; every front end words each one (see `worded`).
 REMEDIES = ("register", "incremental_key", "primary_key", "exclude_columns")
@@ -92,8 +93,25 @@ class JobNotFoundError(SfduckError):
     """No sync job (or schedule) with the id a caller gave."""
 
 
+@dataclass(frozen=True)
+class Holder:
+    """The process holding a busy DuckDB file, as DuckDB's lock error names it ("PID n"), with the
+    name of its program when it can still be seen (None: it ended or is another user's)."""
+
+    pid: int
+    program: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.program} (pid {self.pid})" if self.program else f"pid {self.pid}"
+
+
 class StoreBusyError(SfduckError):
-    """The DuckDB file is held by another process for longer than we are willing to wait."""
+    """The DuckDB file is held by another process for longer than we are willing to wait.
+    `holder`: that process, when known, so a front end can say whom it waits for."""
+
+    def __init__(self, message: str, *, holder: Holder | None = None, **facts: str) -> None:
+        super().__init__(message, **facts)
+        self.holder = holder
 
 
 class SyncFailedError(SfduckError):

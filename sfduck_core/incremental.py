@@ -17,7 +17,7 @@ import duckdb
 
 from sfduck_core.errors import SyncFailedError
 from sfduck_core.sqlident import qualified, quote_ident, quote_list
-from sfduck_core.store import Store, storage_type
+from sfduck_core.storage import Storage
 from sfduck_core.typemap import ColumnPlan
 
 _SAFE_SF_TYPE = re.compile(r"^[A-Z_ ]+(\(\d+(,\d+)?\))?$")
@@ -116,19 +116,19 @@ def _is_widening(old: str, new: str) -> bool:
     return (old, new) in {("TIMESTAMP", "TIMESTAMP_NS"), ("TIME", "TIME_NS"), ("FLOAT", "DOUBLE")}
 
 
-def apply_drift(con: duckdb.DuckDBPyConnection, schema: str, table: str, plans: Sequence[ColumnPlan]
+def apply_drift(storage: Storage, con: duckdb.DuckDBPyConnection, schema: str, table: str, plans: Sequence[ColumnPlan]
                 ) -> DriftReport:
     """Bring the local table's columns in line with the source, or refuse with a way out."""
-    local = dict(Store.table_columns(con, schema, table))
+    local = dict(storage.table_columns(con, schema, table))
     report = DriftReport()
     for plan in plans:
         if plan.name not in local:
             con.execute(f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {quote_ident(plan.name)} "
-                        f"{storage_type(con, plan.duckdb_type)}")
+                        f"{storage.column_type(plan.duckdb_type)}")
             report.added.append(plan.name)
             continue
         old = local[plan.name]
-        new = _normalise(storage_type(con, plan.duckdb_type))
+        new = _normalise(storage.column_type(plan.duckdb_type))
         if _normalise(old) == new:
             continue
         if not _is_widening(_normalise(old), new):
@@ -162,7 +162,7 @@ class MergeResult:
     duplicate_keys_in_change_set: int = 0
 
 
-def upsert(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str,
+def upsert(storage: Storage, con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str,
            columns: Sequence[str], key: Sequence[str], order_by: str | None,
            watermark: Watermark | None = None) -> MergeResult:
     """Replace rows whose key is in the change set, insert the rest: delete-by-key + insert.
@@ -198,14 +198,14 @@ def upsert(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str
     cols = quote_list(columns)
     con.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}")
     result.rows_updated = matched - result.rows_unchanged
-    result.rows_inserted = Store.count_rows(con, schema, staging) - matched
+    result.rows_inserted = storage.count_rows(con, schema, staging) - matched
     return result
 
 
-def append(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str, columns: Sequence[str]) -> int:
+def append(storage: Storage, con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str, columns: Sequence[str]) -> int:
     cols = quote_list(columns)
     con.execute(f"INSERT INTO {qualified(schema, table)} ({cols}) SELECT {cols} FROM {qualified(schema, staging)}")
-    return Store.count_rows(con, schema, staging)
+    return storage.count_rows(con, schema, staging)
 
 
 def backfill(con: duckdb.DuckDBPyConnection, schema: str, table: str, source_table: str, key: Sequence[str],
@@ -218,10 +218,10 @@ def backfill(con: duckdb.DuckDBPyConnection, schema: str, table: str, source_tab
     ).fetchone()[0])
 
 
-def delete_missing(con: duckdb.DuckDBPyConnection, schema: str, table: str, keys_table: str,
+def delete_missing(storage: Storage, con: duckdb.DuckDBPyConnection, schema: str, table: str, keys_table: str,
                    key: Sequence[str]) -> int:
     """Delete local rows whose key no longer exists at the source (keys streamed into `keys_table`)."""
     target, keys = qualified(schema, table), qualified(schema, keys_table)
-    before = Store.count_rows(con, schema, table)
+    before = storage.count_rows(con, schema, table)
     con.execute(f"DELETE FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE {_key_match('t', 'k', key)})")
-    return before - Store.count_rows(con, schema, table)
+    return before - storage.count_rows(con, schema, table)

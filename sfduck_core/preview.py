@@ -48,7 +48,8 @@ from sfduck_core.errors import SfduckError, StoreBusyError
 from sfduck_core.sql_policy import builtin_functions
 from sfduck_core.sql_sandbox import memory_message
 from sfduck_core.sqlident import qualified, quote_ident
-from sfduck_core.store import WARM, Store, lake_setup_sql
+from sfduck_core.storage import lake_setup_sql, release_all
+from sfduck_core.store import Store
 
 PREVIEW_ROWS = 100
 QUERY_MAX_ROWS = 10_000
@@ -109,44 +110,40 @@ class QueryResult:
 # --- fixed previews (run in the dashboard process, through Store) ----------------------------
 
 
-def _require_table(con: Any, schema: str, table: str) -> None:
-    if not Store.table_exists(con, schema, table):
+def _require_table(store: Store, con: Any, schema: str, table: str) -> None:
+    if not store.storage.table_exists(con, schema, table):
         raise SfduckError(
             f"{schema}.{table} has not been synced into DuckDB yet; run a sync first (Sync page)."
         )
 
 
-def _as_of(store: Store, snapshot_id: int | None) -> tuple[str, list[Any]]:
-    """`AT (VERSION => ?)` for a lake snapshot (a job's `snapshot_id`): the table as that sync left it."""
-    if snapshot_id is None:
-        return "", []
-    store.require_lake("Reading an earlier version")
-    return " AT (VERSION => ?)", [int(snapshot_id)]
+def _as_of(store: Store, schema: str, table: str, snapshot_id: int | None) -> tuple[str, list[Any]]:
+    """The table as the sync that made snapshot `snapshot_id` (a job's) left it; today's when None."""
+    return store.storage.table_at(schema, table, snapshot_id)
 
 
 def first_rows(store: Store, schema: str, table: str, limit: int = PREVIEW_ROWS,
                snapshot_id: int | None = None) -> pa.Table:
     """The first `limit` rows in storage order: a glance, not a sample (as of a lake snapshot if given).
     Arrow keeps every value exact; `sfduck_core.display` turns them into text for people."""
-    at, params = _as_of(store, snapshot_id)
+    source, params = _as_of(store, schema, table, snapshot_id)
     with store.connect(read_only=True) as con:
-        _require_table(con, schema, table)
-        rows = con.execute(f"SELECT * FROM {qualified(schema, table)}{at} LIMIT ?",
-                           [*params, int(limit)]).to_arrow_table()
-        types = {name: kind for name, kind in Store.table_columns(con, schema, table) if kind == "JSON"}
+        _require_table(store, con, schema, table)
+        rows = con.execute(f"SELECT * FROM {source} LIMIT ?", [*params, int(limit)]).to_arrow_table()
+        types = {name: kind for name, kind in store.storage.table_columns(con, schema, table) if kind == "JSON"}
         return with_duckdb_types(rows, types)
 
 
 def row_count(store: Store, schema: str, table: str, snapshot_id: int | None = None) -> int:
-    at, params = _as_of(store, snapshot_id)
+    source, params = _as_of(store, schema, table, snapshot_id)
     with store.connect(read_only=True) as con:
-        _require_table(con, schema, table)
-        return int(con.execute(f"SELECT count(*) FROM {qualified(schema, table)}{at}", params).fetchone()[0])
+        _require_table(store, con, schema, table)
+        return int(con.execute(f"SELECT count(*) FROM {source}", params).fetchone()[0])
 
 
 def sync_versions(store: Store, schema: str, table: str) -> list[dict[str, Any]]:
     """The completed syncs of a table whose lake snapshot can still be read, newest first."""
-    if not store.is_lake:
+    if not store.storage.capabilities.time_travel:
         return []
     return [job for job in store.history(schema, table)
             if job["status"] == "completed" and job["stats"].get("snapshot_id") is not None]
@@ -166,8 +163,8 @@ _SUMMARY_SCHEMA = pa.schema([*((name, pa.string()) for name in ("column_name", "
 def summarize(store: Store, schema: str, table: str) -> pa.Table:
     """DuckDB's SUMMARIZE: per-column min, max, distinct estimate, nulls, quartiles."""
     with store.connect(read_only=True) as con:
-        _require_table(con, schema, table)
-        columns = Store.table_columns(con, schema, table)
+        _require_table(store, con, schema, table)
+        columns = store.storage.table_columns(con, schema, table)
         as_text = {name: kind for name, kind in columns if kind in _SUMMARY_AS_TEXT}
         replace = (" REPLACE (" + ", ".join(f"{_SUMMARY_AS_TEXT[kind].format(quote_ident(n))} AS {quote_ident(n)}"
                                             for n, kind in as_text.items()) + ")") if as_text else ""
@@ -396,7 +393,7 @@ def _work_directory(db_path: Path) -> Iterator[Path]:
 
 
 def _spawn(request: dict[str, Any], timeout_s: float) -> tuple[bytes, bytes, int]:
-    WARM.release()  # the child must be able to open the file
+    release_all()  # the child must be able to open the file
     proc = subprocess.Popen([sys.executable, "-m", "sfduck_core.sql_sandbox"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(),
                             cwd=str(_PROJECT_ROOT))

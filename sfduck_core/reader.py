@@ -19,7 +19,7 @@ import duckdb
 
 from sfduck_core.config import Target
 from sfduck_core.sqlident import qualified, quote_literal
-from sfduck_core.store import EXTENSION_PACKAGES, extension_file
+from sfduck_core.storage import EXTENSION_PACKAGES, extension_file
 
 FORMS = ("python", "sql", "cli")
 ALIAS = "lake"

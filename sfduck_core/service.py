@@ -26,7 +26,7 @@ from sfduck_core.plugins import snowflake_source
 from sfduck_core.retention import apply_retention, policy_from
 from sfduck_core.schedules import SCHEDULER_USER, Chore, Schedule, Scheduler, ScheduleStore
 from sfduck_core.sessions import Session, SessionTokens, resolve_session_key
-from sfduck_core.store import WARM, Store
+from sfduck_core.store import Store
 from sfduck_core.users import ADMIN, LoginThrottle, UserDirectory, load_users
 
 _log = logging.getLogger("sfduck")
@@ -209,7 +209,7 @@ class Service:
         self.scheduler.stop()
         left = self.syncs.shutdown(timeout_s)
         self.notifier.flush(2.0)
-        WARM.release(str(self.settings.duckdb_path))
+        self.engine.store.storage.release()
         return left
 
 
@@ -227,7 +227,7 @@ def build_service(settings: Settings, cookie_key: str | None = None) -> Service:
     schedules = ScheduleStore(engine.store)
     scheduler = Scheduler(schedules, syncs.start, failure_limit=settings.schedule_failure_limit)
     service = Service(settings, engine, syncs, LoginThrottle(auth_db), tokens, notifier, schedules, scheduler)
-    if store.is_lake and settings.lake_retention_cron:
+    if store.storage.capabilities.retention and settings.lake_retention_cron:
         scheduler.chores.append(Chore("lake retention", settings.lake_retention_cron,
                             lambda: service.apply_retention(SCHEDULER_USER)))
     engine.on_job_end = service._job_ended

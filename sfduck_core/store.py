@@ -9,23 +9,16 @@ finds the file busy retries for a bounded time before failing with a clear messa
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
-import functools
-import importlib.util
 import json
 import os
-import re
 import socket
-import sqlite3
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,17 +32,16 @@ from sfduck_core.errors import (
     JobNotFoundError,
     NotRegisteredError,
     SfduckError,
-    StoreBusyError,
     SyncAlreadyRunningError,
     TableNotFoundError,
 )
-from sfduck_core.files import make_private, private_dir
+from sfduck_core.files import private_dir
 from sfduck_core.job_status import SUCCESS_STATUSES
-from sfduck_core.sqlident import qualified, quote_ident, quote_literal
+from sfduck_core.sqlident import quote_ident
+from sfduck_core.storage import open_storage
 from sfduck_core.suggest import did_you_mean
 
 META = "sfduck_meta"
-STAGING_PREFIX = "__sfduck_staging_"
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -148,28 +140,6 @@ MIGRATIONS: list[list[str]] = [
      f"AND last_sync_id IN (SELECT sync_id FROM {META}.sync_jobs WHERE status = 'skipped')"],
 ]
 
-LAKE_ALIAS = "sfduck_lake"
-META_INLINING_ROWS = 10  # DuckLake's default: inserts of fewer rows live in the catalog, not in files
-COMMIT_AUTHOR = "sfduck"  # the author of the lake snapshots that complete a sync
-# DuckDB extensions come from pip packages built for exactly this duckdb version and are loaded
-# from their files, offline: nothing is ever downloaded at run time.
-EXTENSION_PACKAGES = {
-    "ducklake": "duckdb_extension_ducklake",
-    "sqlite_scanner": "duckdb_extension_sqlite_scanner",
-    "postgres_scanner": "duckdb_extension_postgres_scanner",
-    "httpfs": "duckdb_extension_httpfs",
-}
-_CATALOG_EXTENSIONS = {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}
-# DuckLake cannot ADD COLUMN with a default it does not see as a literal, and `false` is not one
-# to it (measured on 1.5.5); the string 'false' is, and DuckDB casts it the same way.
-_BOOLEAN_DEFAULT = re.compile(r"(\bADD\s+COLUMN\b.*\bBOOLEAN\b.*\bDEFAULT\s+)(true|false)\b",
-                              re.IGNORECASE | re.DOTALL)
-_LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
-_PID_IN_LOCK = re.compile(r"PID (\d+)")
-# DuckDB 1.5.5 shares one database instance among a process's connections to a file, but opening
-# one while another thread opens or closes the last one fails ("Unique file handle conflict",
-# measured: 50 of 800 opens from 4 threads); opens and closes of files are therefore serialised.
-_FILE_HANDLES = threading.Lock()
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 # Syncs running in this process: a `running` job with our pid that is not in here is dead.
@@ -179,220 +149,6 @@ UNRECORDED_FAILURES: dict[str, str] = {}
 _job_lock = threading.Lock()
 
 
-
-
-def extension_file(name: str) -> Path:
-    """The .duckdb_extension file of `name` inside its pip package, for this duckdb version."""
-    package = EXTENSION_PACKAGES[name]
-    spec = importlib.util.find_spec(package)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        found = sorted(Path(folder).glob(f"extensions/v{duckdb.__version__}/**/{name}.duckdb_extension"))
-        if found:
-            return found[0]
-    raise ConfigError(
-        f"The DuckDB extension {name!r} for duckdb {duckdb.__version__} is not installed; install the "
-        f"package {package.replace('_', '-')}=={duckdb.__version__} (it is in requirements.txt)."
-    )
-
-
-def lake_setup_sql(target: Target, read_only: bool = False) -> list[str]:
-    """The statements that open a lake on a fresh in-memory connection: load the extensions from
-    their package files (never downloading), attach the lake and make it the default database, so
-    that every statement written for a DuckDB file runs unchanged and unqualified."""
-    needed = [_CATALOG_EXTENSIONS[target.catalog or ""], "ducklake"]
-    if target.data_path and "://" in target.data_path:
-        needed.insert(0, "httpfs")  # s3://, gs://, https:// data paths
-    secret = _s3_secret_sql() if (target.data_path or "").startswith("s3://") else []
-    options = [f"DATA_PATH {quote_literal(target.data_path or '', 'lake data path')}"]
-    if read_only:
-        options.append("READ_ONLY")
-    return [
-        "SET autoinstall_known_extensions = false",
-        "SET autoload_known_extensions = false",
-        *(f"LOAD {quote_literal(str(extension_file(name)), 'extension path')}" for name in needed),
-        *secret,
-        f"ATTACH {quote_literal(target.attach_uri, 'lake connection string')} AS {LAKE_ALIAS} "
-        f"({', '.join(options)})",
-        f"USE {LAKE_ALIAS}",
-    ]
-
-
-_WAL_CATALOGS: set[str] = set()
-_LAKE_WRITERS: dict[str, threading.Lock] = {}
-IN_PROCESS_WRITER_WAIT_S = 6 * 3600.0  # the default SFDUCK_SYNC_TIMEOUT
-
-
-def _sqlite_wal(catalog: Path) -> None:
-    """Put a SQLite catalog in WAL mode (once; it stays so in the file): in its default rollback
-    mode a writer's commit locks readers out (measured: an independent reader waited 2.1 s for a
-    sync's commit), in WAL mode readers keep reading the last committed snapshot meanwhile."""
-    key = str(catalog)
-    if key in _WAL_CATALOGS:
-        return
-    created = not catalog.exists()
-    with contextlib.closing(sqlite3.connect(catalog, timeout=30.0)) as db:
-        db.execute("PRAGMA journal_mode = WAL")
-    if created:
-        make_private(catalog)
-    _WAL_CATALOGS.add(key)
-
-
-# The advisory lock that gives sfduck's writers to one PostgreSQL-catalog lake their turns, on any
-# machine: (a constant of sfduck's own, the lake's data path) in PostgreSQL's two-key form.
-_PG_LOCK_CLASS = 0x5FD0C
-_PG_LOCK_KEY = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
-
-
-@contextlib.contextmanager
-def _postgres_writer_turn(target: Target, deadline: float, busy: StoreBusyError) -> Iterator[None]:
-    """Hold a session-level advisory lock of the catalog database while writing: every sfduck
-    process on every machine then takes turns on the lake's sfduck_meta (see _lake_writer). The
-    lock belongs to this connection, so it ends with it, even when the process dies."""
-    import psycopg  # only a PostgreSQL-catalog lake needs it
-
-    try:
-        pg = psycopg.connect(target.catalog_location, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise StoreBusyError(f"Could not open the {target.describe()}: {target.redact(str(exc))}") from None
-    with contextlib.closing(pg):
-        _take_turn(lambda: pg.execute(_PG_LOCK_KEY, [_PG_LOCK_CLASS, target.data_path or ""]).fetchone()[0],
-                   deadline, busy)
-        yield
-
-
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _take_turn(try_take: Callable[[], bool], deadline: float, busy: StoreBusyError) -> None:
-    """Try to take a writer's turn until `deadline`, backing off from 20 ms to 0.5 s, then `busy`."""
-    delay = 0.02
-    while not try_take():
-        if time.monotonic() >= deadline:
-            raise busy
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
-
-
-# Lakes this process keeps attached, most recently used last: a few, for a test run opens many.
-_ATTACHED_LAKES: OrderedDict[tuple[str, str], duckdb.DuckDBPyConnection] = OrderedDict()
-_ATTACHED_LAKES_KEPT = 4
-_attached_lock = threading.Lock()
-
-
-def _lake_key(target: Target) -> tuple[str, str]:
-    return target.attach_uri, target.data_path or ""
-
-
-def _attached_lake(target: Target) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB with the lake's extensions loaded and the lake attached, made once per
-    process, and a new connection (cursor) to it. Keeping it costs other processes nothing: a
-    SQLite catalog is in WAL mode, where an attached reader blocks no writer, and a PostgreSQL
-    catalog takes many connections."""
-    key = _lake_key(target)
-    with _attached_lock:
-        base = _ATTACHED_LAKES.get(key)
-        if base is not None:
-            _ATTACHED_LAKES.move_to_end(key)
-            return base, base.cursor()
-        if target.catalog == "sqlite":
-            private_dir(Path(target.catalog_location).parent)
-        if target.data_path and "://" not in target.data_path:
-            private_dir(target.data_path)
-        if target.catalog == "sqlite":
-            _sqlite_wal(Path(target.catalog_location))
-        base = duckdb.connect()
-        try:
-            for sql in lake_setup_sql(target):
-                base.execute(sql)
-        except duckdb.Error as exc:
-            base.close()
-            raise StoreBusyError(f"Could not open the {target.describe()}: {target.redact(str(exc))}") from None
-        except BaseException:
-            base.close()
-            raise
-        if target.catalog == "sqlite":
-            make_private(target.catalog_location)
-        _ATTACHED_LAKES[key] = base
-        while len(_ATTACHED_LAKES) > _ATTACHED_LAKES_KEPT:
-            # dropped, not closed: closing would close the cursors still in use; the instance goes
-            # with the last of them
-            _ATTACHED_LAKES.popitem(last=False)
-        return base, base.cursor()
-
-
-def _forget_attached_lake(target: Target, base: duckdb.DuckDBPyConnection) -> None:
-    with _attached_lock:
-        key = _lake_key(target)
-        if _ATTACHED_LAKES.get(key) is base:
-            del _ATTACHED_LAKES[key]
-
-
-# The standard AWS variables -> the options of DuckDB's S3 secret (httpfs reads no environment).
-_S3_SECRET_OPTIONS = (("AWS_ACCESS_KEY_ID", "KEY_ID"), ("AWS_SECRET_ACCESS_KEY", "SECRET"),
-                      ("AWS_SESSION_TOKEN", "SESSION_TOKEN"), ("AWS_REGION", "REGION"),
-                      ("AWS_DEFAULT_REGION", "REGION"), ("AWS_ENDPOINT_URL", "ENDPOINT"))
-
-
-def _s3_secret_sql() -> list[str]:
-    """A temporary (in-memory) S3 secret from the standard AWS environment variables, for an
-    s3:// data path; none when no key is set (public buckets). Never logged: it only ever exists
-    inside the statement handed to DuckDB."""
-    options: dict[str, str] = {}
-    for variable, option in _S3_SECRET_OPTIONS:
-        value = os.environ.get(variable)
-        if value and option not in options:
-            if option == "ENDPOINT":  # DuckDB wants host[:port]; the scheme says whether to use TLS
-                options["USE_SSL"] = "false" if value.startswith("http://") else "true"
-                options["URL_STYLE"] = "path"
-                value = value.split("://", 1)[-1].rstrip("/")
-            options[option] = value
-    if "KEY_ID" not in options:
-        return []
-    rendered = ", ".join(f"{name} {quote_literal(value, 'AWS setting')}" if name not in ("USE_SSL",)
-                         else f"{name} {value}" for name, value in options.items())
-    return [f"CREATE OR REPLACE TEMPORARY SECRET sfduck_s3 (TYPE s3, PROVIDER config, {rendered})"]
-
-
-_FIXED_ARRAY = re.compile(r"\[\d+\]$")
-
-
-def in_lake(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether this connection's default database is a lake (see lake_setup_sql)."""
-    return con.execute("SELECT current_database()").fetchone()[0] == LAKE_ALIAS
-
-
-# What a lake's Parquet files cannot hold as DuckDB does, and what holds the same values there
-# (measured on duckdb 1.5.5 with ducklake): DuckDB's Parquet writer turns HUGEINT into DOUBLE
-# (170141183460469231731687303715884105727 came back as 1.7014118346046923e+38, then failed to
-# read), while DECIMAL(38,0) keeps every NUMBER(38,0) exactly; it has no nanosecond TIME at all
-# ("Unsupported type TIME_NS in Parquet writer", an abort of the process), so TIME(7-9) keeps
-# microseconds in a lake - the one value a lake stores less exactly than a DuckDB file.
-_LAKE_TYPES = {"HUGEINT": "DECIMAL(38,0)", "TIME_NS": "TIME"}
-
-
-def storage_type(con: duckdb.DuckDBPyConnection, duck_type: str) -> str:
-    """The column type as the storage holds it. In a lake: see _LAKE_TYPES, and DuckLake has no
-    fixed-size arrays (VECTOR(FLOAT, n) maps to FLOAT[n]): they are lists, FLOAT[]; DuckDB casts
-    one into the other."""
-    if not in_lake(con):
-        return duck_type
-    if _FIXED_ARRAY.search(duck_type):
-        return _FIXED_ARRAY.sub("[]", duck_type)
-    return _LAKE_TYPES.get(duck_type.upper(), duck_type)
-
-
-def lake_statement(sql: str) -> str | None:
-    """A statement written for a DuckDB file, in the form DuckLake accepts (see _BOOLEAN_DEFAULT);
-    None for an index, which DuckLake does not have (its files carry min/max statistics instead)."""
-    if re.match(r"\s*(CREATE|DROP)\s+INDEX\b", sql, re.IGNORECASE):
-        return None
-    return _BOOLEAN_DEFAULT.sub(lambda m: f"{m.group(1)}'{m.group(2).lower()}'", sql)
 
 
 def now() -> dt.datetime:
@@ -409,72 +165,6 @@ def new_sync_id() -> str:
     value = ((millis & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 68) << 64
              | 0b10 << 62 | rand & ((1 << 62) - 1))
     return str(uuid.UUID(int=value))
-
-
-class _WarmDatabases:
-    """Keeps a DuckDB file open in this process for a moment after each use.
-
-    Opening the file costs milliseconds (catalog read, and a checkpoint when the last connection
-    closes); a connection to a database this process already has open costs microseconds. A server
-    answering many requests keeps the file open between them, and lets it go after `keep_s`
-    seconds of quiet so that other processes (the SQL box's child, a CLI) can open it.
-    """
-
-    def __init__(self) -> None:
-        self._anchors: dict[str, list[Any]] = {}  # path -> [connection, last use, keep_s]
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def touch(self, path: str, keep_s: float) -> None:
-        """Called with a connection to `path` open, so the anchor costs no file open."""
-        with self._lock:
-            entry = self._anchors.get(path)
-            if entry is None:
-                try:
-                    with _FILE_HANDLES:
-                        entry = self._anchors[path] = [duckdb.connect(path), 0.0, keep_s]
-                except duckdb.Error:
-                    return
-            entry[1] = time.monotonic()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._expire, name="sfduck-warm-db", daemon=True)
-                self._thread.start()
-
-    def release(self, path: str | None = None) -> None:
-        """Let the file go now (all files when `path` is None)."""
-        with self._lock:
-            for key in [k for k in self._anchors if path is None or k == path]:
-                with _FILE_HANDLES:
-                    self._anchors.pop(key)[0].close()
-
-    def _expire(self) -> None:
-        while True:
-            time.sleep(0.2)
-            with self._lock:
-                for key, (anchor, last, keep_s) in list(self._anchors.items()):
-                    if time.monotonic() - last > keep_s:
-                        del self._anchors[key]
-                        with _FILE_HANDLES:
-                            anchor.close()
-
-
-WARM = _WarmDatabases()
-
-
-def _close_databases_at_exit() -> None:
-    """A DuckDB instance still open when the interpreter tears itself down is destroyed while its
-    threads' owners are already gone, which aborts a process that ended cleanly ("terminate called
-    without an active exception", exit status 134): close them while the runtime is whole."""
-    WARM.release()
-    with _attached_lock:
-        lakes = list(_ATTACHED_LAKES.values())
-        _ATTACHED_LAKES.clear()
-    for base in lakes:
-        with contextlib.suppress(duckdb.Error):
-            base.close()
-
-
-atexit.register(_close_databases_at_exit)
 
 
 @dataclass(frozen=True)
@@ -548,10 +238,6 @@ class LakeSnapshot:
     table_id: str | None  # the table whose sync committed it; None: bookkeeping (job rows, registrations)
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime | dt.date) else value
 
@@ -590,137 +276,30 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], lock_timeout_s: float = 30.0, memory_limit: str = "256MB",
                  keep_warm_s: float = 0.0, target: Target | None = None):
         """`keep_warm_s`: how long the file stays open in this process after a use (a server's
-        choice, see `_WarmDatabases`); 0 closes it with the last connection. `target` a lake:
-        `path` is then only the local anchor for disk-space checks."""
-        self.target = target if target is not None and target.is_lake else Target("duckdb", path=Path(path))
-        self.path = Path(path)
-        if self.target.is_lake and self.target.data_path and "://" not in self.target.data_path:
-            self.path = Path(self.target.data_path) / "sfduck.lake"  # where the lake's data files grow
+        choice, see sfduck_core.storage); 0 closes it with the last connection. `target` a lake:
+        `path` is then only the state folder's anchor (job notes, disk-space checks)."""
+        if target is None or target.path is not None:  # a DuckDB file, which `path` names
+            target = Target("duckdb", path=Path(path))
+        self.storage = open_storage(target, lock_timeout_s=lock_timeout_s, memory_limit=memory_limit,
+                                    keep_warm_s=keep_warm_s)
+        self.target = target
+        self.path = self.storage.path or Path(path)
         self.lock_timeout_s = lock_timeout_s
         self.memory_limit = memory_limit
         self.keep_warm_s = keep_warm_s
         # beside the DuckDB file (for a lake: the state folder that SFDUCK_DUCKDB_PATH names)
         self.notes_dir = Path(path).parent / "job-notes"
 
-    @property
-    def is_lake(self) -> bool:
-        return self.target.is_lake
-
     # --- connections -----------------------------------------------------------------------
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the storage for one operation: the file (waiting a bounded time if another process
-        holds it) or the lake (a connection to the instance this process keeps it attached in,
-        see _attached_lake). In a lake, sfduck's
-        writers take turns like on a file (see _lake_writer); `read_only` operations (status,
-        history, the cancel flag, previews) never wait for them."""
-        if not self.is_lake:
-            with self._connected(self._open_file()) as con:
-                yield con
-            return
-        migrated = self.target.attach_uri in _migrated
-        with contextlib.ExitStack() as stack:
-            if not (read_only and migrated):
-                stack.enter_context(self._lake_writer())
-            con = stack.enter_context(self._connected(self._open_lake()))
-            yield con
-
-    @contextlib.contextmanager
-    def _lake_writer(self) -> Iterator[None]:
-        """One sfduck writer at a time per lake (threads of this process, then other processes,
-        waiting up to SFDUCK_LOCK_TIMEOUT: through a lock file beside a SQLite catalog on this
-        machine, through an advisory lock of a PostgreSQL catalog on any machine).
-
-        DuckLake settles concurrent commits optimistically, but sfduck's commits all update
-        sfduck_meta, and two at once on a SQLite catalog fail ("database is locked", measured with
-        4 concurrent syncs), so writers serialise as they do on a DuckDB file; readers never do."""
-        key = self.target.attach_uri
-        with _migrate_lock:
-            in_process = _LAKE_WRITERS.setdefault(key, threading.Lock())
-        busy = StoreBusyError(f"The {self.target.describe()} is being written by another sfduck sync; waited "
-                              f"{self.lock_timeout_s:.0f} s. Try again when it has finished.")
-        # Threads of this process queue (a file lets them write at once): each holder is a live
-        # operation of ours, bounded by its own time limit; other processes wait a bounded time.
-        if not in_process.acquire(timeout=max(self.lock_timeout_s, IN_PROCESS_WRITER_WAIT_S)):
-            raise busy
-        deadline = time.monotonic() + self.lock_timeout_s
-        fd = None
-        try:
-            if self.target.catalog == "postgres":
-                with _postgres_writer_turn(self.target, deadline, busy):
-                    yield
-                return
-            if self.target.catalog == "sqlite":
-                lock_file = Path(self.target.catalog_location + ".sfduck-writer")
-                private_dir(lock_file.parent)
-                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-                _take_turn(functools.partial(_try_flock, fd), deadline, busy)
-            yield
-        finally:
-            if fd is not None:
-                os.close(fd)  # releases the flock
-            in_process.release()
-
-    @contextlib.contextmanager
-    def _connected(self, con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-        try:
-            con.execute(f"SET memory_limit = '{_memory_limit(self.memory_limit)}'")
-            # progress is tracked (for query_progress) but never printed on the terminal
-            con.execute("SET enable_progress_bar = true")
-            con.execute("SET enable_progress_bar_print = false")
+        """Open the storage for one operation (see Storage.connect), its metadata migrated first:
+        until then even a read takes a writer's turn."""
+        migrated = self.storage.key in _migrated
+        with self.storage.connect(read_only=read_only and migrated) as con:
             self._migrate(con)
             yield con
-        finally:
-            if self.is_lake:
-                con.close()
-            else:
-                with _FILE_HANDLES:
-                    con.close()
-
-    def _open_lake(self) -> duckdb.DuckDBPyConnection:
-        """A connection to the lake, from the instance this process keeps it attached in (see
-        _attached_lake): a cursor costs ~2 ms where loading the extensions and attaching cost
-        ~0.3 s (measured), and it sees every commit of every process, as a fresh one would."""
-        for attempt in (1, 2):
-            base, con = _attached_lake(self.target)
-            try:
-                con.execute(f"USE {LAKE_ALIAS}")
-                return con
-            except duckdb.Error:  # an instance invalidated by a fatal error: attach afresh, once
-                con.close()
-                _forget_attached_lake(self.target, base)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _open_file(self) -> duckdb.DuckDBPyConnection:
-        private_dir(self.path.parent)
-        created = not self.path.exists()
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
-        while True:
-            try:
-                with _FILE_HANDLES:
-                    con = duckdb.connect(str(self.path))
-                break
-            except duckdb.IOException as exc:
-                if not _LOCK_ERROR.search(str(exc)):
-                    raise
-                if time.monotonic() >= deadline:
-                    holder = _PID_IN_LOCK.search(str(exc))
-                    who = f" (process {holder.group(1)})" if holder else ""
-                    raise StoreBusyError(
-                        f"The DuckDB file {self.path} is in use by another process{who}; waited "
-                        f"{self.lock_timeout_s:.0f} s. Try again when it has finished."
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        if created:
-            make_private(self.path)
-        if self.keep_warm_s > 0:
-            WARM.touch(str(self.path), self.keep_warm_s)
-        return con
 
     def ping(self, wait_s: float = 2.0) -> None:
         """Open the storage and read it, waiting at most `wait_s` for another process (health checks)."""
@@ -729,7 +308,7 @@ class Store:
             con.execute(f"SELECT count(*) FROM {META}.schema_version").fetchone()
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        key = self.target.attach_uri if self.is_lake else str(self.path.resolve())
+        key = self.storage.key
         if key in _migrated:
             return
         with _migrate_lock:
@@ -745,7 +324,7 @@ class Store:
                 con.execute("BEGIN")
                 try:
                     for sql in statements:
-                        statement = lake_statement(sql) if self.is_lake else sql
+                        statement = self.storage.statement(sql)
                         if statement:
                             con.execute(statement)
                     con.execute(f"INSERT INTO {META}.schema_version VALUES (?, ?)", [version, now()])
@@ -753,14 +332,7 @@ class Store:
                 except Exception:
                     con.execute("ROLLBACK")
                     raise
-            if self.target.catalog == "postgres":
-                # DuckLake inlines inserts of a few rows into catalog tables of the catalog's own
-                # types, and PostgreSQL has none for some of ours (TIME_NS: the commit of a 5-row
-                # table failed, measured): synced tables always go to Parquet files. sfduck_meta
-                # (plain types, many tiny writes) stays inlined.
-                con.execute(f"CALL {LAKE_ALIAS}.set_option('data_inlining_row_limit', 0)")
-                con.execute(f"CALL {LAKE_ALIAS}.set_option('data_inlining_row_limit', ?, schema => ?)",
-                            [META_INLINING_ROWS, META])
+            self.storage.tune_metadata(con, META)
             _migrated.add(key)
 
     # --- ownership -------------------------------------------------------------------------
@@ -787,8 +359,8 @@ class Store:
 
             raise ConfigError(
                 f"The {self.target.describe()} holds tables from {name(row[0])}, but sfduck is configured for "
-                f"{name(label)}. Point {'SFDUCK_TARGET' if self.is_lake else 'SFDUCK_DUCKDB_PATH'} at another "
-                f"{'lake' if self.is_lake else 'file'} (or fix the configuration that was not found); nothing was changed."
+                f"{name(label)}. Point {self.storage.setting} at another "
+                f"{self.storage.label} (or fix the configuration that was not found); nothing was changed."
             )
 
     # --- registrations ---------------------------------------------------------------------
@@ -992,10 +564,8 @@ class Store:
         if status not in SUCCESS_STATUSES:
             raise ValueError(f"complete_job records a success, not {status!r}")
         ts = now()
-        if self.is_lake:
-            con.execute(f"CALL {LAKE_ALIAS}.set_commit_message(?, ?, extra_info => ?)",
-                        [COMMIT_AUTHOR, f"sfduck sync of {reg.schema_name}.{reg.table_name}",
-                         json.dumps({"sync_id": sync_id})])
+        if self.storage.capabilities.snapshots:
+            self.storage.label_commit(con, sync_id, f"sfduck sync of {reg.schema_name}.{reg.table_name}")
         con.execute(
             f"UPDATE {META}.sync_jobs SET status = ?, completed_at = ?, stats = ?, transport = ? "
             "WHERE sync_id = ?",
@@ -1165,7 +735,7 @@ class Store:
             )
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()
-            snapshots = self._job_snapshots(con) if self.is_lake and rows else {}
+            snapshots = self.storage.sync_snapshots(con) if self.storage.capabilities.snapshots and rows else {}
         jobs = []
         for row in rows:
             job = dict(zip(names, row, strict=True))
@@ -1176,18 +746,6 @@ class Store:
                 job[key] = _iso(job[key])
             jobs.append(job)
         return jobs
-
-    @staticmethod
-    def _job_snapshots(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-        """sync_id -> the lake snapshot that committed it (see complete_job)."""
-        rows = con.execute(
-            f"SELECT snapshot_id, commit_extra_info FROM {LAKE_ALIAS}.snapshots() WHERE author = ?", [COMMIT_AUTHOR]
-        ).fetchall()
-        found: dict[str, int] = {}
-        for snapshot_id, extra in rows:
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                found[json.loads(extra)["sync_id"]] = int(snapshot_id)
-        return found
 
     def sync_status(self, schema: str, table: str) -> dict[str, Any] | None:
         with self.connect(read_only=True) as con:
@@ -1208,115 +766,29 @@ class Store:
     def lake_snapshots(self) -> list[LakeSnapshot]:
         """Every snapshot of the lake, oldest first, with the table whose completed sync committed it
         (None: bookkeeping, a skipped sync's included)."""
-        self.require_lake("Retention")
+        self.storage.require("retention", "Retention")
         with self.connect(read_only=True) as con:
-            rows = con.execute(f"SELECT snapshot_id, snapshot_time FROM {LAKE_ALIAS}.snapshots() ORDER BY 1"
-                               ).fetchall()
-            by_sync = self._job_snapshots(con)
+            snapshots = self.storage.snapshots(con)
+            by_sync = self.storage.sync_snapshots(con)
             # a skipped sync's commit holds only its job row: the table's version is the completed one before it
             tables = dict(con.execute(f"SELECT sync_id, table_id FROM {META}.sync_jobs WHERE list_contains(?, sync_id) "
                                       "AND status = 'completed'", [list(by_sync)]).fetchall()) if by_sync else {}
         table_of = {snapshot: tables.get(sync_id) for sync_id, snapshot in by_sync.items()}
-        return [LakeSnapshot(int(sid), _aware(at), table_of.get(int(sid))) for sid, at in rows]
+        return [LakeSnapshot(s.snapshot_id, s.snapshot_time, table_of.get(s.snapshot_id)) for s in snapshots]
 
     def expire_lake_snapshots(self, snapshot_ids: Sequence[int],
                               orphan_grace: dt.timedelta = dt.timedelta(hours=6)) -> dict[str, int]:
-        """DuckLake's own maintenance: expire these snapshots (their versions can no longer be
-        read), delete the files only they used, and delete files no snapshot knows (left by syncs
-        killed mid-load) once older than `orphan_grace` - never younger, for a running sync's files
-        are unknown to every snapshot until it commits (SFDUCK_SYNC_TIMEOUT bounds a sync)."""
-        self.require_lake("Retention")
-        if orphan_grace < dt.timedelta(hours=1):
-            raise SfduckError("Keep orphaned files for an hour at least: a running sync's files are orphans "
-                              "until it commits.")
+        """Expire these snapshots and delete the files only they used (see Storage.expire_snapshots)."""
+        self.storage.require("retention", "Retention")
         with self.connect() as con:
-            expired = con.execute("CALL ducklake_expire_snapshots(?, versions => ?)",
-                                  [LAKE_ALIAS, [int(i) for i in snapshot_ids]]).fetchall() if snapshot_ids else []
-            old_files = con.execute("CALL ducklake_cleanup_old_files(?, cleanup_all => true)", [LAKE_ALIAS]).fetchall()
-            orphans = con.execute("CALL ducklake_delete_orphaned_files(?, older_than => ?)",
-                                  [LAKE_ALIAS, now() - orphan_grace]).fetchall()
-        return {"snapshots_expired": len(expired), "files_deleted": len(old_files), "orphans_deleted": len(orphans)}
-
-    def require_lake(self, what: str) -> None:
-        if not self.is_lake:
-            raise SfduckError(f"{what} applies to a DuckLake target (SFDUCK_TARGET=ducklake:...); a DuckDB file "
-                              "keeps only the current version of each table.")
+            return self.storage.expire_snapshots(con, snapshot_ids, orphan_grace)
 
     # --- synced tables ---------------------------------------------------------------------
 
     def synced_tables(self) -> list[tuple[str, str]]:
         """(schema, table) of every table sfduck has loaded, for previews."""
         with self.connect(read_only=True) as con:
-            rows = con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() "
-                "WHERE database_name = current_database() AND schema_name <> ? AND NOT starts_with(table_name, ?) "
-                "ORDER BY 1, 2",
-                [META, STAGING_PREFIX],
-            ).fetchall()
-        return [(s, t) for s, t in rows]
-
-    @staticmethod
-    def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-        return bool(
-            con.execute(
-                "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
-                "AND schema_name = ? AND table_name = ?",
-                [schema, table],
-            ).fetchone()
-        )
-
-    @staticmethod
-    def table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
-        return [
-            (r[0], r[1])
-            for r in con.execute(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
-                "AND schema_name = ? AND table_name = ? ORDER BY column_index",
-                [schema, table],
-            ).fetchall()
-        ]
-
-    def ensure_schema(self, schema: str) -> None:
-        """Create a local schema in a transaction of its own: two first syncs into one new schema,
-        each creating it inside its long load transaction, would conflict at commit."""
-        for attempt in range(5):
-            try:
-                with self.connect() as con:
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
-                return
-            except duckdb.TransactionException:  # another sync created it at this very moment
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-
-    @staticmethod
-    def create_table(con: duckdb.DuckDBPyConnection, schema: str, table: str,
-                     columns: Sequence[tuple[str, str]]) -> None:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
-        cols = ", ".join(f"{quote_ident(name)} {storage_type(con, duck_type)}" for name, duck_type in columns)
-        con.execute(f"CREATE TABLE {qualified(schema, table)} ({cols})")
-
-    @staticmethod
-    def replace_table(con: duckdb.DuckDBPyConnection, schema: str, table: str, staging: str) -> None:
-        """Swap the staging table in for the live one (inside the caller's transaction)."""
-        con.execute(f"DROP TABLE IF EXISTS {qualified(schema, table)}")
-        con.execute(f"ALTER TABLE {qualified(schema, staging)} RENAME TO {quote_ident(table)}")
-
-    @staticmethod
-    def count_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
-        return int(con.execute(f"SELECT count(*) FROM {qualified(schema, table)}").fetchone()[0])
-
-    @staticmethod
-    def staging_name(sync_id: str) -> str:
-        """Unique per sync: the random end of its id (the start of a time-ordered id is its time,
-        shared by syncs started in the same millisecond)."""
-        return f"{STAGING_PREFIX}{sync_id.replace('-', '')[-16:]}"
-
-
-def _memory_limit(value: str) -> str:
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)?", value.strip(), re.IGNORECASE):
-        raise ValueError(f"Invalid DuckDB memory limit {value!r}")
-    return value.strip()
+            return self.storage.synced_tables(con)
 
 
 def _stopped_message(pid: int | None, trigger: str | None) -> str:

@@ -79,7 +79,7 @@ class Transfer:
                  transport: str, job_id: str, report: Report, source_bytes: int | None = None,
                  should_stop: Callable[[], bool] = lambda: False):
         self.store, self.src, self.desc, self.transport, self.report = store, src, desc, transport, report
-        self.staging = Store.staging_name(job_id)
+        self.staging = self.store.storage.staging_name(job_id)
         self.data_dir = data_dir
         self.local_dir = data_dir / "tmp" / job_id
         self.source_bytes = source_bytes
@@ -122,7 +122,7 @@ class Transfer:
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Load and finalize in one DuckDB transaction. After a failed COMMIT (a full disk, say)
         there is no transaction left to roll back; that error must not replace the cause."""
-        self.store.ensure_schema(self.desc.schema_name)
+        self.store.storage.ensure_schema(self.desc.schema_name)
         with self.store.connect() as con:
             con.execute("BEGIN")
             try:
@@ -141,11 +141,11 @@ class Transfer:
             self.result.stage_dropped = False  # temporary: Snowflake drops it with the session
 
     def _create_staging(self, con: duckdb.DuckDBPyConnection) -> None:
-        Store.create_table(con, self.desc.schema_name, self.staging,
+        self.store.storage.create_table(con, self.desc.schema_name, self.staging,
                            [(p.name, p.duckdb_type) for p in self.desc.plans])
 
     def _check_count(self, con: duckdb.DuckDBPyConnection, expected: int) -> int:
-        got = Store.count_rows(con, self.desc.schema_name, self.staging)
+        got = self.store.storage.count_rows(con, self.desc.schema_name, self.staging)
         if got != expected:
             raise SyncFailedError(
                 f"Row count mismatch: Snowflake sent {expected} rows but {got} arrived; the table was not changed."

@@ -16,7 +16,7 @@ import snowflake.connector
 from sfduck_core.config import Settings, SnowflakeSettings, Target, parse_target
 from sfduck_core.engine import SyncEngine
 from sfduck_core.sqlident import quote_ident
-from sfduck_core.store import lake_setup_sql
+from sfduck_core.storage import lake_setup_sql
 from sfduck_emulator.server import Emulator
 from sfduck_emulator.settings import EmulatorSettings
 

@@ -15,7 +15,6 @@ from sfduck_core.config import Settings
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SourceError, SyncCancelledError
 from sfduck_core.progress import SyncProgress
-from sfduck_core.store import Store
 from sfduck_emulator.settings import EmulatorSettings
 from tests.integration.conftest import TEST_DATA_ROWS, env_for
 
@@ -29,7 +28,7 @@ def synced_once(engine: SyncEngine, schema: str) -> None:
 
 def local_count(engine: SyncEngine, schema: str) -> int:
     with engine.store.connect() as con:
-        return Store.count_rows(con, schema, "data")
+        return engine.store.storage.count_rows(con, schema, "data")
 
 
 @pytest.mark.parametrize("transport", ["stage", "arrow"])

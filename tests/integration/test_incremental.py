@@ -247,7 +247,7 @@ def test_column_selection_keeps_only_chosen_columns(engine: SyncEngine, emulator
     engine.register(schema, orders, incremental_key="UPDATED_AT", exclude_columns=["NAME"])
     incremental(engine, schema, orders)
     with engine.store.connect() as con:
-        assert [c for c, _ in engine.store.table_columns(con, schema, orders)] == ["ID", "AMOUNT", "UPDATED_AT"]
+        assert [c for c, _ in engine.store.storage.table_columns(con, schema, orders)] == ["ID", "AMOUNT", "UPDATED_AT"]
 
 
 def test_killed_incremental_sync_leaves_the_table_as_it_was(emulator: EmulatorSettings, sf, tmp_path: Path,
@@ -349,7 +349,7 @@ def test_changing_the_column_selection_reloads_the_table(engine: SyncEngine, sf,
     job = incremental(engine, schema, orders, transport=transport)
     assert job["stats"]["full_load"] is True
     with engine.store.connect() as con:
-        assert "NAME" not in dict(engine.store.table_columns(con, schema, orders))
+        assert "NAME" not in dict(engine.store.storage.table_columns(con, schema, orders))
     assert local_rows(engine, schema, orders) == [(r[0], *r[2:]) for r in source_rows(sf, schema, orders)]
 
     engine.register(schema, orders, incremental_key="UPDATED_AT")  # NAME back in

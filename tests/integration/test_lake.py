@@ -203,7 +203,7 @@ from pathlib import Path
 from sfduck_core.config import parse_target
 from sfduck_core.store import Store
 target = parse_target(sys.argv[1], sys.argv[2], Path)
-with Store(Path(sys.argv[3]), target=target)._lake_writer():
+with Store(Path(sys.argv[3]), target=target).storage.connect():  # a writing connection: a writer's turn
     print("HOLDING", flush=True)
     sys.stdin.read()
 """

@@ -162,7 +162,7 @@ def test_sigterm_cancels_running_syncs_and_exits_within_30_s(emulator: EmulatorS
         assert job["error_message"].startswith("Cancelled: the server was stopping"), job
         assert store.get_job(first["sync_id"])["status"] == "completed"
         with store.connect() as con:
-            assert Store.count_rows(con, schema, "data") == TEST_DATA_ROWS
+            assert store.storage.count_rows(con, schema, "data") == TEST_DATA_ROWS
         assert os.path.getsize(server.db) > 0
     finally:
         stop(server)

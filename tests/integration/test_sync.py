@@ -22,7 +22,7 @@ from sfduck_core.errors import (
     SyncFailedError,
     TableNotFoundError,
 )
-from sfduck_core.store import META, Store
+from sfduck_core.store import META
 from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS, ORDER_ROWS
 from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
 from tests.integration.conftest import TEST_DATA_ROWS, env_for, read_only
@@ -63,9 +63,9 @@ def test_duckdb_column_types_follow_the_exact_map(engine: SyncEngine, emulator: 
                                                    transport: str) -> None:
     sync(engine, emulator.schema, "ALL_TYPES", transport=transport)
     with engine.store.connect() as con:
-        types = dict(engine.store.table_columns(con, emulator.schema, "ALL_TYPES"))
+        types = dict(engine.store.storage.table_columns(con, emulator.schema, "ALL_TYPES"))
     # a lake's Parquet files hold NUMBER(38,0) exactly as DECIMAL(38,0), not as HUGEINT (README)
-    assert types["NUM_38_0"] == ("DECIMAL(38,0)" if engine.store.is_lake else "HUGEINT")
+    assert types["NUM_38_0"] == ("HUGEINT" if engine.store.storage.capabilities.exact_types else "DECIMAL(38,0)")
     assert types["NUM_18_0"] == "BIGINT"
     assert types["NUM_10_2"] == "DECIMAL(10,2)"
     assert types["NUM_38_10"] == "DECIMAL(38,10)"
@@ -89,7 +89,7 @@ def test_large_table_row_count_checked_and_stage_cleaned(engine: SyncEngine, emu
         assert stats["files"] >= 1
         assert not any((Path(settings.data_dir) / "tmp").glob("*/*.parquet"))
     with engine.store.connect() as con:
-        assert engine.store.count_rows(con, emulator.schema, "data") == TEST_DATA_ROWS
+        assert engine.store.storage.count_rows(con, emulator.schema, "data") == TEST_DATA_ROWS
     status = engine.store.sync_status(emulator.schema, "data")
     assert status["last_status"] == "completed" and status["row_count"] == TEST_DATA_ROWS
 
@@ -108,8 +108,8 @@ def test_empty_table_syncs_to_an_empty_typed_table(engine: SyncEngine, emulator:
     job = sync(engine, emulator.schema, "EMPTY_TABLE", transport=transport)
     assert job["status"] == "completed" and job["stats"]["rows_processed"] == 0
     with engine.store.connect() as con:
-        assert engine.store.count_rows(con, emulator.schema, "EMPTY_TABLE") == 0
-        assert engine.store.table_columns(con, emulator.schema, "EMPTY_TABLE")
+        assert engine.store.storage.count_rows(con, emulator.schema, "EMPTY_TABLE") == 0
+        assert engine.store.storage.table_columns(con, emulator.schema, "EMPTY_TABLE")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -118,7 +118,7 @@ def test_mixed_case_and_quoted_names_are_kept_exactly(engine: SyncEngine, emulat
     job = sync(engine, emulator.schema, "Mixed Case", transport=transport)
     assert job["status"] == "completed"
     with engine.store.connect() as con:
-        names = [n for n, _ in engine.store.table_columns(con, emulator.schema, "Mixed Case")]
+        names = [n for n, _ in engine.store.storage.table_columns(con, emulator.schema, "Mixed Case")]
     assert 'Weird "col"' in names
 
 
@@ -279,7 +279,7 @@ def test_tables_differing_only_in_case_are_refused_not_overwritten(engine: SyncE
             engine.register(schema, mixed)
         assert engine.store.get_registration(schema, mixed) is None
         with engine.store.connect() as con:
-            assert Store.count_rows(con, schema, upper) == 1000
+            assert engine.store.storage.count_rows(con, schema, upper) == 1000
     finally:
         sf.cursor().execute(f'DROP TABLE IF EXISTS "{schema}"."{mixed}"')
 
@@ -325,8 +325,8 @@ def test_a_full_disk_says_so_and_leaves_the_table_as_it_was(settings, emulator: 
     assert job["status"] == "failed" and "No space left on the device holding" in job["error_message"]
     assert "rollback" not in job["error_message"].lower()
     with engine.store.connect() as con:
-        assert Store.count_rows(con, schema, "ORDERS") == ORDER_ROWS
-        assert not Store.table_exists(con, schema, "data")
+        assert engine.store.storage.count_rows(con, schema, "ORDERS") == ORDER_ROWS
+        assert not engine.store.storage.table_exists(con, schema, "data")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -11,7 +11,8 @@ import pytest
 from sfduck_core.config import Target, load_settings, parse_target
 from sfduck_core.errors import ConfigError, InvalidIdentifierError
 from sfduck_core.sqlident import quote_literal
-from sfduck_core.store import META, MIGRATIONS, Store, extension_file, lake_setup_sql, lake_statement
+from sfduck_core.storage import extension_file, lake_setup_sql, open_storage
+from sfduck_core.store import META, MIGRATIONS, Store
 
 
 def settings_with(tmp_path: Path, **env: str):
@@ -90,7 +91,9 @@ def test_extensions_are_found_in_their_packages_for_this_duckdb() -> None:
         assert path.is_file() and f"v{duckdb.__version__}" in str(path)
 
 
-def test_a_boolean_default_is_written_as_ducklake_accepts_it() -> None:
+def test_a_boolean_default_is_written_as_ducklake_accepts_it(tmp_path: Path) -> None:
+    lake_statement = open_storage(parse_target(f"ducklake:sqlite:{tmp_path / 'c.sqlite'}", str(tmp_path / "d"),
+                                               Path)).statement
     assert (lake_statement("ALTER TABLE m.t ADD COLUMN c BOOLEAN DEFAULT false")
             == "ALTER TABLE m.t ADD COLUMN c BOOLEAN DEFAULT 'false'")
     untouched = "CREATE TABLE t (d BOOLEAN NOT NULL DEFAULT FALSE)"
@@ -153,8 +156,9 @@ def test_every_mapped_type_keeps_its_values_in_a_lakes_parquet_files(tmp_path: P
         plans = plan_columns([("ID", "NUMBER(38,0)"), ("N", "NUMBER(38,10)"), ("T", "TIME(9)"),
                               ("TS", "TIMESTAMP_NTZ(9)"), ("TZ", "TIMESTAMP_TZ(9)"), ("J", "VARIANT")])
         big = "99999999999999999999999999999999999999"
-        with Store(tmp_path / "unused.duckdb", target=target).connect() as con:
-            Store.create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in plans])
+        store = Store(tmp_path / "unused.duckdb", target=target)
+        with store.connect() as con:
+            store.storage.create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in plans])
             con.execute(f"""INSERT INTO "S"."T" SELECT CASE WHEN range % 2 = 0 THEN {big}::HUGEINT - range
                             ELSE -{big}::HUGEINT + range END, 1234567890123456789012345678.0123456789,
                             TIME_NS '23:59:59.123456789', TIMESTAMP_NS '2024-02-29 12:00:00.123456789',
@@ -167,7 +171,7 @@ def test_every_mapped_type_keeps_its_values_in_a_lakes_parquet_files(tmp_path: P
                                "2024-02-29 12:00:00.123456789", '{"a": [1, 2]}')
             assert rows[1][0] == str(int(big) - 2)
             assert con.execute('SELECT min(ID)::VARCHAR FROM "S"."T"').fetchone()[0] == str(-int(big) + 1)
-            assert apply_drift(con, "S", "T", plans).as_dict()["types_widened"] == []
+            assert apply_drift(store.storage, con, "S", "T", plans).as_dict()["types_widened"] == []
     finally:
         if cluster is not None:
             cluster.__exit__(None, None, None)
@@ -185,10 +189,10 @@ def test_fixed_size_arrays_are_lists_in_a_lake_and_unchanged_in_a_file(tmp_path:
     for store, stored in ((Store(tmp_path / "f.duckdb"), "FLOAT[3]"),
                           (Store(tmp_path / "unused.duckdb", target=target), "FLOAT[]")):
         with store.connect() as con:
-            Store.create_table(con, "S", "T", [("V", plan.duckdb_type)])
+            store.storage.create_table(con, "S", "T", [("V", plan.duckdb_type)])
             con.execute("""INSERT INTO "S"."T" SELECT CAST('[1, 2, 3]' AS FLOAT[3])""")
-            assert Store.table_columns(con, "S", "T") == [("V", stored)]
-            assert apply_drift(con, "S", "T", [plan]).as_dict()["types_widened"] == []
+            assert store.storage.table_columns(con, "S", "T") == [("V", stored)]
+            assert apply_drift(store.storage, con, "S", "T", [plan]).as_dict()["types_widened"] == []
 
 
 def test_an_unreachable_postgres_catalog_fails_without_its_password(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import pytest
 from sfduck_core import sql_policy, sql_sandbox
 from sfduck_core.config import Target, parse_target
 from sfduck_core.preview import QueryRefusedError, run_read_only_query
-from sfduck_core.store import Store, lake_setup_sql
+from sfduck_core.storage import lake_setup_sql
+from sfduck_core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 ANALYTICS = [

@@ -10,9 +10,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from sfduck_core.config import Target
 from sfduck_core.errors import SyncFailedError
 from sfduck_core.source import SourceColumn, TableDescription
-from sfduck_core.store import Store
+from sfduck_core.storage import open_storage
 from sfduck_core.transfer import load_arrow_spool, spool_arrow_batches
 from sfduck_core.typemap import plan_columns
 
@@ -31,7 +32,7 @@ def batch(ids: pa.Array, ts: pa.Array, notes: pa.Array) -> pa.Table:
 def test_mixed_chunk_schemas_load_exactly(tmp_path: Path) -> None:
     desc = description()
     con = duckdb.connect()
-    Store.create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in desc.plans])
+    open_storage(Target("duckdb", path=tmp_path / "unused.duckdb")).create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in desc.plans])
     huge = 2**70
     chunks = [
         batch(pa.array([1, 2], pa.int8()), pa.array([0, 1_000_000], pa.timestamp("us")), pa.array(["a", "b"])),
@@ -60,7 +61,7 @@ def test_a_value_the_target_cannot_hold_is_a_clear_error(tmp_path: Path) -> None
     desc = TableDescription("S", "T", (SourceColumn("ID", "NUMBER(18,0)", True),), (),
                             tuple(plan_columns(columns)))
     con = duckdb.connect()
-    Store.create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in desc.plans])
+    open_storage(Target("duckdb", path=tmp_path / "unused.duckdb")).create_table(con, "S", "T", [(p.name, p.duckdb_type) for p in desc.plans])
     with pytest.raises(SyncFailedError, match="could not be stored"):
         spool = spool_arrow_batches([pa.table({"A": pa.array([Decimal(2**70)], pa.decimal128(38, 0))})], desc,
                                     tmp_path / "spool")
