@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sqlite3
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -109,6 +110,56 @@ def _sqlite_wal(catalog: Path) -> None:
     _WAL_CATALOGS.add(key)
 
 
+# SQLite's lock bytes (os_unix.c): taking a SHARED lock on a database file read-locks its PENDING
+# byte (2**30) for a moment, then holds a read lock on the 510 bytes from 2**30 + 2; EXCLUSIVE
+# write-locks PENDING, then those bytes. Every connection using the WAL index (the -shm file)
+# holds a read lock on its byte 128, the "dead man switch" (DMS).
+_SQLITE_LOCKS = (("", ((0x40000000, 1), (0x40000000 + 2, 510))), ("-shm", ((128, 1),)))
+_CATALOG_PINS: dict[str, list[int]] = {}
+
+
+def _pin_sqlite_catalog(catalog: Path) -> None:
+    """Hold, for as long as this process keeps the lake attached, the read locks an idle SQLite
+    connection to the catalog would hold, so that sfduck's own connections never lock readers out.
+
+    sqlite_scanner opens a SQLite connection per DuckDB transaction and closes it at the end, so
+    this process often has none open. Then (1) the connection that closes last tries to take an
+    EXCLUSIVE lock on the catalog, to checkpoint the WAL and delete it (holding the PENDING byte
+    even when it cannot get the rest), and (2) the next one to open finds no
+    holder of the WAL index's DMS lock, empties the index and rebuilds it from the WAL under its
+    write and recovery locks. A reader opening its connection meanwhile gets SQLITE_BUSY, and that
+    build's busy handler (no usleep) sleeps a whole second: reads of 1.03-1.2 s during syncs,
+    strace: EAGAIN on those locks, then sleep(1). While another lock owner holds these read locks,
+    SQLite skips both (the WAL is still checkpointed as it grows, by automatic checkpoints, which
+    take no lock a reader waits on).
+
+    The locks are open file description locks (Linux): this process's own POSIX locks conflict
+    with them, and closing another descriptor of the file does not release them. Without
+    F_OFD_SETLK nothing is pinned."""
+    key = str(catalog)
+    ofd_setlk = getattr(fcntl, "F_OFD_SETLK", None)
+    if ofd_setlk is None or key in _CATALOG_PINS:
+        return
+    fds: list[int] = []
+    try:
+        for suffix, ranges in _SQLITE_LOCKS:
+            fd = os.open(f"{catalog}{suffix}", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fds.append(fd)
+            for start, length in ranges:
+                # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for an OFD lock), native layout
+                fcntl.fcntl(fd, ofd_setlk, struct.pack("@hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, start, length, 0))
+    except OSError:  # a connection holding the write lock right now (rare): no pin in this process
+        for fd in fds:
+            os.close(fd)
+        return
+    _CATALOG_PINS[key] = fds
+
+
+def _unpin_sqlite_catalog(catalog: str) -> None:
+    for fd in _CATALOG_PINS.pop(catalog, []):
+        os.close(fd)
+
+
 # The advisory lock that gives sfduck's writers to one PostgreSQL-catalog lake their turns, on any
 # machine: (a constant of sfduck's own, the lake's data path) in PostgreSQL's two-key form.
 _PG_LOCK_CLASS = 0x5FD0C
@@ -177,6 +228,7 @@ def _attached_lake(target: Target) -> tuple[duckdb.DuckDBPyConnection, duckdb.Du
             private_dir(target.data_path)
         if target.catalog == "sqlite":
             _sqlite_wal(Path(target.catalog_location))
+            _pin_sqlite_catalog(Path(target.catalog_location))
         base = duckdb.connect()
         try:
             for sql in lake_setup_sql(target):
@@ -193,7 +245,9 @@ def _attached_lake(target: Target) -> tuple[duckdb.DuckDBPyConnection, duckdb.Du
         while len(_ATTACHED_LAKES) > _ATTACHED_LAKES_KEPT:
             # dropped, not closed: closing would close the cursors still in use; the instance goes
             # with the last of them
-            _ATTACHED_LAKES.popitem(last=False)
+            (uri, _), _ = _ATTACHED_LAKES.popitem(last=False)
+            if uri.startswith("ducklake:sqlite:") and all(k[0] != uri for k in _ATTACHED_LAKES):
+                _unpin_sqlite_catalog(str(Path(uri.removeprefix("ducklake:sqlite:"))))
         return base, base.cursor()
 
 
