@@ -27,7 +27,7 @@ from sfduck_core.metadata.legacy import (
     read_legacy_metadata,
 )
 from sfduck_core.sqlident import qualified, quote_literal
-from sfduck_core.store import extension_file, lake_setup_sql
+from sfduck_core.storage import extension_file, lake_setup_sql
 from tests.fixtures.legacy.copies import FIXTURES, expected, legacy_file, legacy_lake, repoint_catalog
 from tests.fixtures.legacy.legacy_schema import LEGACY_MIGRATIONS
 
