@@ -175,6 +175,15 @@ class Jobs:
     def running(self) -> list[dict[str, Any]]:
         return self._select([_ACTIVE], 1000)
 
+    def tables_of(self, sync_ids: list[str], status: str | None = None) -> dict[str, str]:
+        """sync_id -> table_id of these jobs (of `status`, when given)."""
+        where = [sync_jobs.c.sync_id.in_(sync_ids)]
+        if status is not None:
+            where.append(sync_jobs.c.status == status)
+        with self.db.read() as conn:
+            return {r.sync_id: r.table_id for r in conn.execute(
+                sa.select(sync_jobs.c.sync_id, sync_jobs.c.table_id).where(*where))}
+
     def unfinished(self) -> list[dict[str, Any]]:
         """Pending and running jobs with where they run (pid, host, start mark), for reaping."""
         with self.db.read() as conn:
