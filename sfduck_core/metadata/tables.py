@@ -25,9 +25,11 @@ class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+    def process_bind_param(self, value: dt.datetime | str | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):  # ISO text, as a commit record (JSON) carries a timestamp
+            value = dt.datetime.fromisoformat(value)
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
         value = value.astimezone(dt.UTC)
