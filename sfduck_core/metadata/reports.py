@@ -65,16 +65,17 @@ class Reports:
     def board(self) -> list[dict[str, Any]]:
         """Every active registration with its latest job's status, rows and error, and when its
         latest finished job ended."""
-        last_end = (sa.select(sync_jobs.c.table_id, sa.func.max(sync_jobs.c.completed_at).label("last_end"))
-                    .where(sync_jobs.c.completed_at.is_not(None)).group_by(sync_jobs.c.table_id).subquery())
+        # one index probe per table (sync_jobs_by_table_completed), not a pass over every job
+        ended = sync_jobs.alias("ended")
+        last_end = (sa.select(sa.func.max(ended.c.completed_at)).where(ended.c.table_id == allowed_tables.c.table_id)
+                    .scalar_subquery())
         query = (sa.select(allowed_tables.c.table_id, allowed_tables.c.schema_name, allowed_tables.c.table_name,
                            allowed_tables.c.incremental_key, table_sync_status.c.last_sync_id,
                            table_sync_status.c.last_status, table_sync_status.c.row_count,
-                           sync_jobs.c.error_message, sa.type_coerce(last_end.c.last_end, UtcDateTime).label("last_end"))
+                           sync_jobs.c.error_message, sa.type_coerce(last_end, UtcDateTime).label("last_end"))
                  .select_from(allowed_tables)
                  .outerjoin(table_sync_status, table_sync_status.c.table_id == allowed_tables.c.table_id)
                  .outerjoin(sync_jobs, sync_jobs.c.sync_id == table_sync_status.c.last_sync_id)
-                 .outerjoin(last_end, last_end.c.table_id == allowed_tables.c.table_id)
                  .where(allowed_tables.c.status == "active")
                  .order_by(allowed_tables.c.schema_name, allowed_tables.c.table_name))
         with self.db.read() as conn:

@@ -87,6 +87,7 @@ sync_jobs = sa.Table(
     sa.Index("sync_jobs_by_table_status", "table_id", "status"),
     sa.Index("sync_jobs_by_table_created", "table_id", "created_at"),
     sa.Index("sync_jobs_by_table_completed", "table_id", "completed_at"),  # the board's last end
+    sa.Index("sync_jobs_by_status_created", "status", "created_at"),  # "the failed ones", newest first
     # at most one pending or running job per table, enforced by the database itself: two
     # processes (or two machines on one PostgreSQL) starting a sync of one table at once cannot
     # both insert one, whatever each of them read before

@@ -63,6 +63,7 @@ def upgrade() -> None:
     op.create_index("sync_jobs_by_table_status", "sync_jobs", ["table_id", "status"])
     op.create_index("sync_jobs_by_table_created", "sync_jobs", ["table_id", "created_at"])
     op.create_index("sync_jobs_by_table_completed", "sync_jobs", ["table_id", "completed_at"])
+    op.create_index("sync_jobs_by_status_created", "sync_jobs", ["status", "created_at"])
     op.create_index("sync_jobs_one_active_per_table", "sync_jobs", ["table_id"], unique=True,
                     sqlite_where=ACTIVE, postgresql_where=ACTIVE)
     op.create_table(
