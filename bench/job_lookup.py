@@ -67,7 +67,8 @@ def run(backend: str, jobs: int, tables: int, clients: int, rounds: int) -> None
             times: list[float] = []
             lock = threading.Lock()
 
-            def client(seed: int, call: Callable[[random.Random], object] = call) -> None:
+            def client(seed: int, call: Callable[[random.Random], object] = call, times: list[float] = times,
+                       lock: threading.Lock = lock) -> None:
                 rng = random.Random(seed)
                 for _ in range(rounds):
                     t0 = time.perf_counter()
