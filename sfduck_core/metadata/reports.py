@@ -67,7 +67,9 @@ class Reports:
         latest finished job ended."""
         # one index probe per table (sync_jobs_by_table_completed), not a pass over every job
         ended = sync_jobs.alias("ended")
-        last_end = (sa.select(sa.func.max(ended.c.completed_at)).where(ended.c.table_id == allowed_tables.c.table_id)
+        last_end = (sa.select(ended.c.completed_at)
+                    .where(ended.c.table_id == allowed_tables.c.table_id, ended.c.completed_at.is_not(None))
+                    .order_by(ended.c.completed_at.desc()).limit(1)  # not max(): SQLite would read every entry
                     .scalar_subquery())
         query = (sa.select(allowed_tables.c.table_id, allowed_tables.c.schema_name, allowed_tables.c.table_name,
                            allowed_tables.c.incremental_key, table_sync_status.c.last_sync_id,
