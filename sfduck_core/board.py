@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from sfduck_core.job_status import JOB_STATUSES, SUCCESS_STATUSES
 from sfduck_core.progress import SyncProgress
 from sfduck_core.schedules import Schedule
-from sfduck_core.store import META, Store
+from sfduck_core.store import Store
 
 NEVER, PAUSED, SKIPPED = "never", "paused", "skipped"
 ACTIVE_STATUSES = ("pending", "running")
@@ -65,16 +65,8 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 def board_rows(store: Store, schedules: Iterable[Schedule]) -> list[BoardRow]:
     """Every active registration with its last sync, last end, rows, schedule and last error."""
     by_table = {s.table_id: s for s in schedules}
-    with store.connect(read_only=True) as con:
-        rows = con.execute(
-            "SELECT a.table_id, a.schema_name, a.table_name, a.incremental_key, s.last_sync_id, s.last_status, s.row_count, "
-            "j.error_message, ended.last_end "
-            f"FROM {META}.allowed_tables a "
-            f"LEFT JOIN {META}.table_sync_status s USING (table_id) "
-            f"LEFT JOIN {META}.sync_jobs j ON j.sync_id = s.last_sync_id "
-            f"LEFT JOIN (SELECT table_id, max(completed_at) AS last_end FROM {META}.sync_jobs "
-            "            WHERE completed_at IS NOT NULL GROUP BY table_id) ended USING (table_id) "
-            "WHERE a.status = 'active' ORDER BY a.schema_name, a.table_name").fetchall()
+    rows = [(r["table_id"], r["schema_name"], r["table_name"], r["incremental_key"], r["last_sync_id"],
+             r["last_status"], r["row_count"], r["error_message"], r["last_end"]) for r in store.metadata.reports.board()]
     out = []
     for table_id, schema, table, incremental_key, last_id, last_status, row_count, error, last_end in rows:
         schedule = by_table.get(table_id)

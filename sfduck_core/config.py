@@ -219,6 +219,9 @@ class Settings:
     lake_keep_versions: int | None = 10
     lake_keep_days: float | None = 7.0
     lake_retention_cron: str | None = DEFAULT_LAKE_RETENTION_CRON
+    # SFDUCK_METADATA_URL: where registrations, jobs and schedules live (None: a SQLite file beside
+    # the DuckDB file, see sfduck_core.metadata); it may hold a password, so it is never printed
+    metadata_url: str | None = field(default=None, repr=False)
 
     @property
     def storage(self) -> Target:
@@ -235,6 +238,21 @@ class Settings:
         mode = "demo mode (embedded emulator)" if self.demo else f"account {self.snowflake.account}"
         files = ", ".join(self.files_read) or "no settings files (environment only)"
         return f"sfduck: {mode}; settings from {files}; {self.storage.describe()}"
+
+
+def _metadata_url(value: Any) -> str | None:
+    """SFDUCK_METADATA_URL: a SQLAlchemy URL of SQLite or PostgreSQL (checked here, so a typo is
+    told at start with the setting's name, and never with its password)."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if scheme.split("+", 1)[0] not in ("sqlite", "postgresql"):
+        raise ConfigError("SFDUCK_METADATA_URL must be sqlite:///<file> or postgresql+psycopg://user@host/db "
+                          f"(got a URL starting {scheme + '://' if scheme else 'without a scheme'}).")
+    if scheme == "postgresql" or scheme == "postgres":
+        text = "postgresql+psycopg://" + text.split("://", 1)[1]  # the driver sfduck ships with
+    return text
 
 
 def _env_key(key: str) -> str:
@@ -448,4 +466,5 @@ def load_settings(
         lake_keep_versions=None if keep_versions is None else int(keep_versions),
         lake_keep_days=keep_days,
         lake_retention_cron=retention_cron,
+        metadata_url=_metadata_url(pick("SFDUCK_METADATA_URL")),
     )

@@ -101,6 +101,7 @@ class SyncRun:
     _stop_reason: str | None = field(init=False, default=None)
     _checked_at: float = field(init=False, default=0.0)
     _thread: int | None = field(init=False, default=None)
+    data_committed: bool = field(init=False, default=False)  # the data's COMMIT is done, whatever follows
 
     def __post_init__(self) -> None:
         self.progress = SyncProgress(self.sync_id, self.request.schema_name, self.request.table_name)
@@ -154,7 +155,7 @@ class SyncEngine:
         self.settings = settings
         self.on_job_end = on_job_end
         self.store = store or Store(settings.duckdb_path, settings.lock_timeout_s, settings.duckdb_memory_limit,
-                                    target=settings.storage)
+                                    target=settings.storage, metadata_url=settings.metadata_url)
         self._provider = snowflake or self._configured_account
         self._snowflake: SnowflakeSettings | None = None
         self._lock = threading.Lock()
@@ -289,8 +290,9 @@ class SyncEngine:
         return SyncRun(self, request, reg, sync_id, safe_filter, on_progress)
 
     def recover(self) -> None:
-        """Clean up after processes that died mid-sync (kill -9, a power cut): their jobs end
-        `failed`, so their tables can be synced again, and their download folders, which only
+        """Clean up after processes that died mid-sync (kill -9, a power cut): their jobs are
+        settled from the data's commit records (`completed` if their data committed, else
+        `failed`), so their tables can be synced again, and their download folders, which only
         fill the disk, are removed. Run when a server starts and before every sync."""
         self.store.reap_dead_jobs()
         downloads = self.settings.data_dir / "tmp"
@@ -338,6 +340,10 @@ class SyncEngine:
                 message = "Interrupted; the table was left as it was before the sync."
             else:
                 message = f"Internal error ({type(exc).__name__}): {exc}"
+            if run.data_committed:  # only the job's record failed: it is settled from the data's commit record
+                raise SyncFailedError(f"Sync {run.sync_id} committed its data, but its job could not be recorded "
+                                      f"({message}); it is recorded as completed once the metadata database "
+                                      "can be written.") from exc
             status = "cancelled" if isinstance(exc, SyncCancelledError) else "failed"
             run.report(phase=status, message=message)
             self.store.fail_job(run.registration, run.sync_id, message, stats.as_dict(), status=status)
@@ -346,6 +352,9 @@ class SyncEngine:
             raise error_type(f"Sync {run.sync_id} {'was cancelled' if stopped else 'failed'}: {message}") from exc
         finally:
             self.store.finish(run.sync_id)
+            if run.data_committed:
+                with contextlib.suppress(Exception):  # settles it now if its record was not written
+                    self.store.reap_dead_jobs()
             self._announce_end(run.sync_id)
 
     def restore(self, schema: str, table: str, from_sync_id: str, *, trigger: str = "cli",
@@ -387,10 +396,11 @@ class SyncEngine:
                 stats.table_stats = {"local_row_count": rows}
                 stats.watermark_after = source["stats"].get("watermark_after")
                 stats.duration_s = round(time.monotonic() - started, 3)
-                self.store.complete_job(con, reg, sync_id, stats.as_dict(), "none", row_count=rows,
-                                        watermark=stats.watermark_after, source_row_count=None,
-                                        source_last_modified=None)
+                committed = self.store.mark_committed(con, reg, sync_id, stats.as_dict(), "none", row_count=rows,
+                                                      watermark=stats.watermark_after, source_row_count=None,
+                                                      source_last_modified=None)
                 con.execute("COMMIT")
+            self.store.complete_job(reg, sync_id, **committed)  # after the data's COMMIT (see mark_committed)
         except BaseException as exc:  # recorded whatever it was; the table stays as it was
             message = (str(exc) if isinstance(exc, SfduckError) else f"DuckDB refused the restore: {exc}"
                        if isinstance(exc, duckdb.Error) else f"Internal error ({type(exc).__name__}): {exc}")
@@ -436,10 +446,8 @@ class SyncEngine:
             stats.rows_inserted = stats.rows_updated = stats.rows_deleted = 0
             stats.transfer.transport = "none"
             stats.duration_s = run.elapsed()
-            with self.store.connect() as con:
-                con.execute("BEGIN")  # one commit (one lake snapshot) for the job and its status
-                self.store.complete_job(con, reg, run.sync_id, stats.as_dict(), "none", status="skipped")
-                con.execute("COMMIT")
+            # nothing changes in the data: only the metadata records the skip
+            self.store.complete_job(reg, run.sync_id, stats.as_dict(), "none", status="skipped")
             return
         stats.skipped = False
         if plan.key_plan is not None:
@@ -455,6 +463,8 @@ class SyncEngine:
                          "source_last_modified": info.last_modified if exact else None,
                          "columns": column_signature(desc),
                          "filter": run.safe_filter.sql if run.safe_filter else None}
+
+        committed: dict[str, Any] = {}  # what the data's transaction recorded, for the job after its COMMIT
 
         def finalize(con: duckdb.DuckDBPyConnection, staging: str, transferred: TransferResult) -> None:
             if plan.merge:
@@ -474,10 +484,10 @@ class SyncEngine:
                 stats.watermark_after = watermark.as_dict() if watermark else plan.watermark_dict
             stats.table_stats["local_row_count"] = local_rows
             stats.duration_s = run.elapsed()
-            self.store.complete_job(
+            committed.update(self.store.mark_committed(
                 con, reg, run.sync_id, stats.as_dict(), transferred.transport or "none", row_count=local_rows,
                 watermark=stats.watermark_after, **status_fields,
-            )
+            ))
 
         transfer = Transfer(self.store, self.settings.data_dir, src, desc, req.transport, run.sync_id, run.report,
                             source_bytes=info.size_bytes, should_stop=lambda: run.stop_reason() is not None)
@@ -492,6 +502,10 @@ class SyncEngine:
             transfer.run(where, params, finalize, prefetch=prefetch if plan.merge else None)
         finally:
             shutil.rmtree(extra_dir, ignore_errors=True)
+        # The data has committed; the job's record follows. A crash in between is settled from the
+        # data's commit record (Store.mark_committed, Store._reap_dead_jobs).
+        run.data_committed = True
+        self.store.complete_job(reg, run.sync_id, **committed)
 
     def _merge(self, con: duckdb.DuckDBPyConnection, run: SyncRun, desc: TableDescription,
                plan: IncrementalPlan, staging: str, stats: SyncStats) -> None:

@@ -1,8 +1,8 @@
-"""What the History page charts and shows, computed in DuckDB per calendar day (or week, month).
+"""What the History page charts and shows, computed in the metadata database per calendar day (or week, month).
 
 Buckets are dates, not timestamps: a one-day range is one bar labelled with its day, never an
 axis of hours with ticks like `23:59:59.9995`. Counts come per status (one colour each on every
-chart), and the aggregation runs in DuckDB, so a year of schedules (500,000 jobs) costs the page a
+chart), and the aggregation runs in the metadata database, so a year of schedules (500,000 jobs) costs the page a
 few hundred milliseconds. A job's detail is a list of labelled fields and a timeline of its phases.
 """
 
@@ -19,7 +19,7 @@ from sfduck_core.catalog import jobs_frame
 from sfduck_core.engine import TRIGGERS
 from sfduck_core.errors import SfduckError
 from sfduck_core.humanize import exact_time, human_bytes, human_count, human_duration
-from sfduck_core.store import META, JobQuery, Store
+from sfduck_core.store import JobQuery, Store
 
 CHART_BUCKETS = ("day", "week", "month")
 SUMMARY_COLUMNS = ["bucket", "status", "jobs", "rows", "bytes", "avg_duration_s", "max_duration_s"]
@@ -34,32 +34,18 @@ def chart_bucket(since: dt.date, until: dt.date) -> str:
 def history_facets(store: Store) -> dict[str, Any]:
     """What the History filters offer and the first job's time, without scanning the jobs for
     names: tables come from the registrations (every job's table is one, active or not), triggers
-    are the fixed set, and only the users need a pass over one column (500,000 jobs: ~40 ms)."""
-    with store.connect(read_only=True) as con:
-        tables = [r[0] for r in con.execute(
-            f"SELECT schema_name || '.' || table_name FROM {META}.allowed_tables ORDER BY 1").fetchall()]
-        users = [r[0] for r in con.execute(
-            f"SELECT DISTINCT started_by FROM {META}.sync_jobs WHERE started_by IS NOT NULL ORDER BY 1").fetchall()]
-        first = con.execute(f"SELECT min(created_at) FROM {META}.sync_jobs").fetchone()[0]
-    return {"tables": tables if first is not None else [], "triggers": list(TRIGGERS), "users": users,
-            "first_created": first}
+    are the fixed set, and only the users need a pass over one column."""
+    found = store.metadata.reports.history_facets()
+    first = found["first_created"]
+    return {"tables": found["tables"] if first is not None else [], "triggers": list(TRIGGERS),
+            "users": found["users"], "first_created": first}
 
 
 def daily_summary(store: Store, query: JobQuery, bucket: str = "day") -> pd.DataFrame:
     """Per bucket (a date, UTC) and status: jobs, rows, bytes, average and longest duration."""
     if bucket not in CHART_BUCKETS:
         raise SfduckError(f"Unknown time bucket {bucket!r}; use one of {', '.join(CHART_BUCKETS)}.")
-    where, params = query.where()
-    with store.connect(read_only=True) as con:
-        rows = con.execute(
-            "SELECT CAST(date_trunc(?, created_at AT TIME ZONE 'UTC') AS DATE) AS bucket, "
-            "status, count(*) AS jobs, "
-            "sum(TRY_CAST(stats->>'rows_processed' AS BIGINT)) AS rows, "
-            "sum(TRY_CAST(stats->>'bytes_transferred' AS BIGINT)) AS bytes, "
-            "avg(TRY_CAST(stats->>'duration_s' AS DOUBLE)) AS avg_duration_s, "
-            "max(TRY_CAST(stats->>'duration_s' AS DOUBLE)) AS max_duration_s "
-            f"FROM {META}.sync_jobs {where} GROUP BY ALL ORDER BY 1, 2",
-            [bucket, *params]).fetchall()
+    rows = store.metadata.reports.daily_summary(query, bucket)
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     frame["bucket"] = pd.to_datetime(frame["bucket"])
     for column in SUMMARY_COLUMNS[2:]:

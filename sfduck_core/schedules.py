@@ -24,7 +24,7 @@ from sfduck_core.engine import STRATEGIES, SyncRequest
 from sfduck_core.errors import JobNotFoundError, SfduckError, SyncAlreadyRunningError
 from sfduck_core.humanize import human_interval
 from sfduck_core.job_status import SUCCESS_STATUSES
-from sfduck_core.store import META, Registration, Store, now
+from sfduck_core.store import Registration, Store, now
 
 MIN_INTERVAL_S = 60
 SCHEDULER_USER = "scheduler"
@@ -123,27 +123,18 @@ _COLUMNS = ("table_id", "cron", "timezone", "interval_s", "strategy", "enabled",
 
 
 class ScheduleStore:
-    """The schedules table in sfduck_meta (joined with the registrations for their names)."""
+    """The schedules in the metadata database (joined with the registrations for their names)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.rows = store.metadata.schedules
 
     def list(self) -> list[Schedule]:
-        return self._select("", [])
+        return [Schedule(**row) for row in self.rows.select()]
 
     def get(self, table_id: str) -> Schedule | None:
-        found = self._select("WHERE s.table_id = ?", [table_id])
-        return found[0] if found else None
-
-    def _select(self, where: str, params: list[Any]) -> list[Schedule]:
-        columns = ", ".join(f"s.{c}" for c in _COLUMNS)
-        with self.store.connect() as con:
-            rows = con.execute(
-                f"SELECT a.schema_name, a.table_name, {columns} FROM {META}.schedules s "
-                f"JOIN {META}.allowed_tables a USING (table_id) {where} ORDER BY a.schema_name, a.table_name",
-                params).fetchall()
-        return [Schedule(schema_name=r[0], table_name=r[1], **dict(zip(_COLUMNS, r[2:], strict=True)))
-                for r in rows]
+        found = self.rows.select(table_id)
+        return Schedule(**found[0]) if found else None
 
     def save(self, reg: Registration, *, cron: str | None, timezone: str, interval_s: int | None,
              strategy: str, enabled: bool, actor: str | None, clock: Clock = now) -> Schedule:
@@ -158,12 +149,7 @@ class ScheduleStore:
         values = {"table_id": reg.table_id, "cron": cron, "timezone": timezone, "interval_s": interval_s,
                   "strategy": strategy, "enabled": enabled, "consecutive_failures": 0, "paused_reason": None,
                   "next_run_at": draft.next_after(moment), "updated_by": actor, "updated_at": moment}
-        with self.store.connect() as con:
-            con.execute("BEGIN")
-            con.execute(f"DELETE FROM {META}.schedules WHERE table_id = ?", [reg.table_id])
-            con.execute(f"INSERT INTO {META}.schedules ({', '.join(values)}) VALUES "
-                        f"({', '.join('?' for _ in values)})", list(values.values()))
-            con.execute("COMMIT")
+        self.rows.replace(values)
         self.store.audit("schedule.save", actor, reg, {k: v for k, v in values.items() if k != "updated_at"})
         saved = self.get(reg.table_id)
         assert saved is not None
@@ -173,19 +159,15 @@ class ScheduleStore:
         """Pause or resume; resuming clears the failure count and plans the next run from now."""
         current = self.require(table_id)
         moment = clock()
-        with self.store.connect() as con:
-            con.execute(
-                f"UPDATE {META}.schedules SET enabled = ?, paused_reason = NULL, consecutive_failures = 0, "
-                "next_run_at = ?, updated_by = ?, updated_at = ? WHERE table_id = ?",
-                [enabled, current.next_after(moment), actor, moment, table_id])
+        self.rows.update(table_id, enabled=enabled, paused_reason=None, consecutive_failures=0,
+                         next_run_at=current.next_after(moment), updated_by=actor, updated_at=moment)
         self.store.audit("schedule.resume" if enabled else "schedule.pause", actor,
                          self._registration(current), None)
         return self.require(table_id)
 
     def delete(self, table_id: str, actor: str | None) -> None:
         current = self.require(table_id)
-        with self.store.connect() as con:
-            con.execute(f"DELETE FROM {META}.schedules WHERE table_id = ?", [table_id])
+        self.rows.delete(table_id)
         self.store.audit("schedule.delete", actor, self._registration(current), None)
 
     def require(self, table_id: str) -> Schedule:
@@ -197,10 +179,7 @@ class ScheduleStore:
     def update(self, table_id: str, **fields: Any) -> None:
         unknown = set(fields) - set(_COLUMNS)
         assert not unknown, unknown
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self.store.connect() as con:
-            con.execute(f"UPDATE {META}.schedules SET {assignments} WHERE table_id = ?",
-                        [*fields.values(), table_id])
+        self.rows.update(table_id, **fields)
 
     @staticmethod
     def _registration(schedule: Schedule) -> Registration:

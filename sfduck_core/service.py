@@ -217,7 +217,7 @@ def build_service(settings: Settings, cookie_key: str | None = None) -> Service:
     """Wire one process's objects from its settings (the emulator comes in through `plugins`)."""
     notifier = Notifier(settings.notify_urls, settings.notify_on_success)
     store = Store(settings.duckdb_path, settings.lock_timeout_s, settings.duckdb_memory_limit,
-                  keep_warm_s=KEEP_WARM_S, target=settings.storage)
+                  keep_warm_s=KEEP_WARM_S, target=settings.storage, metadata_url=settings.metadata_url)
     engine = SyncEngine(settings, snowflake_source(settings), store=store)
     engine.store.claim_source(settings.source_label)  # demo mode never starts on an account's data
     state_dir = settings.duckdb_path.parent

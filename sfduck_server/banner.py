@@ -13,7 +13,7 @@ from streamlit import config
 
 from sfduck_core.authdb import AUTH_DB_FILE
 from sfduck_core.config import Settings
-from sfduck_core.storage import open_storage
+from sfduck_core.metadata import default_metadata_url, redact_url
 from sfduck_core.users import DEMO_PASSWORDS
 
 
@@ -36,9 +36,8 @@ def banner(settings: Settings, url: str) -> str:
         f"sfduck server ({mode})",
         f"  settings from: {files}",
         f"  synced tables: {settings.storage.describe()}",
-        "  sync metadata: schema sfduck_meta of that same "
-        + open_storage(settings.storage).label
-        + f"; logins and sessions in {settings.duckdb_path.parent / AUTH_DB_FILE}",
+        f"  sync metadata: {redact_url(settings.metadata_url or default_metadata_url(settings.duckdb_path.parent))}"
+        f"; logins and sessions in {settings.duckdb_path.parent / AUTH_DB_FILE}",
         f"  dashboard:     {url}/",
         f"  API:           {url}/api/v1 (docs {url}/api/v1/docs, ReDoc {url}/api/v1/redoc)",
     ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import re
 import time
 from abc import ABC, abstractmethod
@@ -31,6 +32,7 @@ STAGING_PREFIX = "__sfduck_staging_"
 # sfduck's metadata schema inside the data target (a DuckDB file or a lake written by this
 # release keeps it there): never one of the synced tables
 METADATA_SCHEMA = "sfduck_meta"
+COMMITS_TABLE = qualified(METADATA_SCHEMA, "sync_commits")
 
 
 @dataclass(frozen=True)
@@ -118,19 +120,40 @@ class Storage(ABC):
         """Let go of what this process keeps open of the target between operations (so another
         process, an analyst's or the SQL box's child, can open it)."""
 
-    # --- statements in this target's dialect ------------------------------------------------
+    # --- column types ---------------------------------------------------------------------
 
     def column_type(self, duck_type: str) -> str:
         """The type a column of DuckDB type `duck_type` gets in this target."""
         return duck_type
 
-    def statement(self, sql: str) -> str | None:
-        """A statement written for a DuckDB file, in the form this target accepts; None for one
-        it has no use for (an index in a lake)."""
-        return sql
-
     def tune_metadata(self, con: duckdb.DuckDBPyConnection, schema: str) -> None:  # noqa: B027
-        """After sfduck's metadata schema is created or migrated: settings it needs in this target."""
+        """After sfduck's schema in the target is created: settings it needs in this target."""
+
+    # --- commit records --------------------------------------------------------------------
+    # The data target's own note of which syncs committed, written in the data's transaction: the
+    # one fact the metadata database (another database) cannot know after a crash between the
+    # data's COMMIT and the job's record.
+
+    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create sfduck's one table in the target (once per process, before other use)."""
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(METADATA_SCHEMA)}")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {COMMITS_TABLE} (sync_id VARCHAR NOT NULL, "
+                    "schema_name VARCHAR NOT NULL, table_name VARCHAR NOT NULL, committed_at TIMESTAMPTZ NOT NULL, "
+                    "record JSON NOT NULL)")
+        self.tune_metadata(con, METADATA_SCHEMA)
+
+    def record_commit(self, con: duckdb.DuckDBPyConnection, sync_id: str, schema: str, table: str,
+                      record_json: str) -> None:
+        """Note in the caller's open data transaction that `sync_id` commits with it; `record_json`
+        is what completing its job takes."""
+        con.execute(f"INSERT INTO {COMMITS_TABLE} VALUES (?, ?, ?, ?, ?)",
+                    [sync_id, schema, table, dt.datetime.now(dt.UTC), record_json])
+
+    def committed_syncs(self, con: duckdb.DuckDBPyConnection, sync_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """sync_id -> its commit record, for those of `sync_ids` whose data committed."""
+        rows = con.execute(f"SELECT sync_id, record FROM {COMMITS_TABLE} WHERE list_contains(?, sync_id)",
+                           [list(sync_ids)]).fetchall()
+        return {sync_id: json.loads(record) for sync_id, record in rows}
 
     # --- tables ----------------------------------------------------------------------------
 
@@ -217,8 +240,9 @@ class Storage(ABC):
         self.require("snapshots", "Labelling a version")
         raise AssertionError(f"{type(self).__name__} declares snapshots but does not label them")
 
-    def sync_snapshots(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-        """sync_id -> the snapshot its commit made (see `label_commit`)."""
+    def sync_snapshots(self, con: duckdb.DuckDBPyConnection,
+                       sync_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """sync_id -> the snapshot its commit made (see `label_commit`), for `sync_ids` (all when None)."""
         self.require("snapshots", "Finding a sync's version")
         raise AssertionError(f"{type(self).__name__} declares snapshots but does not map them")
 

@@ -48,10 +48,6 @@ EXTENSION_PACKAGES = {
     "httpfs": "duckdb_extension_httpfs",
 }
 _CATALOG_EXTENSIONS = {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}
-# DuckLake cannot ADD COLUMN with a default it does not see as a literal, and `false` is not one
-# to it (measured on 1.5.5); the string 'false' is, and DuckDB casts it the same way.
-_BOOLEAN_DEFAULT = re.compile(r"(\bADD\s+COLUMN\b.*\bBOOLEAN\b.*\bDEFAULT\s+)(true|false)\b",
-                              re.IGNORECASE | re.DOTALL)
 def extension_file(name: str) -> Path:
     """The .duckdb_extension file of `name` inside its pip package, for this duckdb version."""
     package = EXTENSION_PACKAGES[name]
@@ -303,13 +299,6 @@ def lake_column_type(duck_type: str) -> str:
     return _LAKE_TYPES.get(duck_type.upper(), duck_type)
 
 
-def lake_statement(sql: str) -> str | None:
-    """A statement written for a DuckDB file, in the form DuckLake accepts (see _BOOLEAN_DEFAULT);
-    None for an index, which DuckLake does not have (its files carry min/max statistics instead)."""
-    if re.match(r"\s*(CREATE|DROP)\s+INDEX\b", sql, re.IGNORECASE):
-        return None
-    return _BOOLEAN_DEFAULT.sub(lambda m: f"{m.group(1)}'{m.group(2).lower()}'", sql)
-
 
 
 def _close_attached_lakes() -> None:
@@ -439,9 +428,6 @@ class DuckLake(Storage):
     def column_type(self, duck_type: str) -> str:
         return lake_column_type(duck_type)
 
-    def statement(self, sql: str) -> str | None:
-        return lake_statement(sql)
-
     def tune_metadata(self, con: duckdb.DuckDBPyConnection, schema: str) -> None:
         if self.target.catalog == "postgres":
             # DuckLake inlines inserts of a few rows into catalog tables of the catalog's own
@@ -464,10 +450,14 @@ class DuckLake(Storage):
         con.execute(f"CALL {LAKE_ALIAS}.set_commit_message(?, ?, extra_info => ?)",
                     [COMMIT_AUTHOR, message, json.dumps({"sync_id": sync_id})])
 
-    def sync_snapshots(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-        rows = con.execute(
-            f"SELECT snapshot_id, commit_extra_info FROM {LAKE_ALIAS}.snapshots() WHERE author = ?", [COMMIT_AUTHOR]
-        ).fetchall()
+    def sync_snapshots(self, con: duckdb.DuckDBPyConnection,
+                       sync_ids: Sequence[str] | None = None) -> dict[str, int]:
+        sql = f"SELECT snapshot_id, commit_extra_info FROM {LAKE_ALIAS}.snapshots() WHERE author = ?"
+        params: list[Any] = [COMMIT_AUTHOR]
+        if sync_ids is not None:  # the labels as label_commit writes them
+            sql += " AND list_contains(?, commit_extra_info)"
+            params.append([json.dumps({"sync_id": s}) for s in sync_ids])
+        rows = con.execute(sql, params).fetchall()
         found: dict[str, int] = {}
         for snapshot_id, extra in rows:
             with contextlib.suppress(ValueError, TypeError, KeyError):

@@ -102,8 +102,9 @@ def _table_bytes(env: dict[str, str], schema: str, table: str) -> list:
         con.close()
 
 
-@pytest.mark.parametrize(("transport", "phase"), [("stage", "downloading"), ("stage", "swapping"),
-                                                  ("arrow", "downloading"), ("arrow", "loading")])
+@pytest.mark.parametrize(("transport", "phase"), [("stage", "downloading"), ("stage", "loading"),
+                                                  ("stage", "swapping"), ("arrow", "downloading"),
+                                                  ("arrow", "loading")])
 def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], emulator: EmulatorSettings,
                                                           transport: str, phase: str) -> None:
     assert cli(env, "register", emulator.schema, "data").returncode == 0
@@ -131,6 +132,35 @@ def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], e
     leftovers = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__sfduck%'").fetchall()
     con.close()
     assert leftovers == []
+
+
+@pytest.mark.parametrize("transport", ["stage", "arrow"])
+def test_sigkill_after_the_data_commit_settles_the_job_completed_with_its_stats(
+        env: dict[str, str], emulator: EmulatorSettings, transport: str) -> None:
+    """Issue 21 item 3: the data committed, then the process died before the metadata database
+    heard of it. The data's commit record settles the job `completed`, with the stats it had, and
+    the table's status follows (the next sync of the table is not blocked)."""
+    assert cli(env, "register", emulator.schema, "data").returncode == 0
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sync_until.py"), emulator.schema,
+                             "data", transport, "committed"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read() if proc.poll() else "no pause"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    assert len(_table_bytes(env, emulator.schema, "data")) == TEST_DATA_ROWS  # the data is in
+    history = cli(env, "history", emulator.schema, "data")
+    assert history.returncode == 0, history.stderr
+    [job] = json.loads(history.stdout)
+    assert job["status"] == "completed" and job["error_message"] is None
+    assert job["stats"]["rows_processed"] == TEST_DATA_ROWS and job["transport"] == transport
+    if env.get("SFDUCK_TARGET"):
+        assert job["stats"]["snapshot_id"] is not None  # the lake's snapshot of that commit
+    again = cli(env, "sync", emulator.schema, "data", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "skipped"  # the settled job is the copy's last success
 
 
 def test_a_failed_sync_names_its_job_which_status_then_shows(env: dict[str, str], emulator: EmulatorSettings,

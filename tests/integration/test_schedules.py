@@ -17,6 +17,7 @@ import pytest
 
 from sfduck_core.config import Settings
 from sfduck_core.engine import SyncRequest
+from sfduck_core.metadata.tables import sync_jobs
 from sfduck_core.service import Service, build_service
 from sfduck_core.store import JobQuery
 from sfduck_emulator.settings import EmulatorSettings
@@ -202,8 +203,10 @@ def test_retention_prunes_old_finished_jobs_but_never_a_tables_last_ones(service
     first = service.engine.sync(SyncRequest(emulator.schema, "EMPTY_TABLE"))
     last = service.engine.sync(SyncRequest(emulator.schema, "EMPTY_TABLE", force=True))
     store = service.engine.store
-    with store.connect() as con:  # both a year old
-        con.execute("UPDATE sfduck_meta.sync_jobs SET created_at = created_at - INTERVAL 365 DAY")
+    with store.metadata.write() as conn:  # both a year old
+        for job in store.history():
+            conn.execute(sync_jobs.update().where(sync_jobs.c.sync_id == job["sync_id"]).values(
+                created_at=dt.datetime.fromisoformat(job["created_at"]) - dt.timedelta(days=365)))
     assert store.prune_jobs(dt.datetime.now(dt.UTC) - dt.timedelta(days=30)) == 1
     assert [j["sync_id"] for j in store.history()] == [last["sync_id"]]  # the last one stays
     assert store.get_job(first["sync_id"]) is None

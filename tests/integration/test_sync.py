@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import (
@@ -22,7 +23,7 @@ from sfduck_core.errors import (
     SyncFailedError,
     TableNotFoundError,
 )
-from sfduck_core.store import META
+from sfduck_core.metadata.tables import allowed_tables, sync_jobs, table_sync_status
 from sfduck_emulator.demo_data import ALL_TYPES_COLUMNS, ALL_TYPES_ROWS, ORDER_ROWS
 from sfduck_emulator.settings import DEMO_SCHEMA, EmulatorSettings
 from tests.integration.conftest import TEST_DATA_ROWS, env_for, read_only
@@ -168,9 +169,9 @@ def test_register_is_idempotent_and_unregister_keeps_history_and_data(engine: Sy
 
 
 def _metadata_snapshot(engine: SyncEngine) -> list:
-    with engine.store.connect() as con:
-        return [con.execute(f"SELECT count(*) FROM {META}.{t}").fetchone()[0]
-                for t in ("allowed_tables", "sync_jobs", "table_sync_status")]
+    with engine.store.metadata.read() as conn:
+        return [conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                for t in (allowed_tables, sync_jobs, table_sync_status)]
 
 
 @pytest.mark.parametrize(

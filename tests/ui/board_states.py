@@ -20,12 +20,9 @@ def _register(store: Store, table: str) -> Registration:
 
 def _complete(store: Store, reg: Registration, stats: dict, status: str = "completed") -> str:
     sync_id = store.start_job(reg, "full", "arrow", None, trigger="api", started_by="admin")
-    with store.connect() as con:
-        con.execute("BEGIN")
-        store.complete_job(con, reg, sync_id, {"duration_s": 2.5, "unload_s": 1.0, "download_s": 0.5,
-                                               "load_s": 0.5, **stats}, "arrow", status=status,
-                           row_count=stats["rows_processed"])
-        con.execute("COMMIT")
+    store.complete_job(reg, sync_id, {"duration_s": 2.5, "unload_s": 1.0, "download_s": 0.5,
+                                      "load_s": 0.5, **stats}, "arrow", status=status,
+                       row_count=stats["rows_processed"])
     store.finish(sync_id)
     return sync_id
 

@@ -117,3 +117,19 @@ def test_demo_mode_refuses_to_start_beside_a_users_file_unless_asked(tmp_path: P
     asked = load_settings(env={"SFDUCK_USERS_FILE": str(users), "SFDUCK_DEMO": "1"},
                           dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "s.toml")
     assert asked.demo is True
+
+
+def test_the_metadata_url_is_checked_and_its_password_never_shown(tmp_path: Path) -> None:
+    """Issue 21 item 2: SFDUCK_METADATA_URL names SQLite or PostgreSQL; a plain postgresql:// URL
+    gets the driver sfduck ships with; the password stays out of repr and errors."""
+    def load(url: str) -> object:
+        return load_settings(env={"SFDUCK_METADATA_URL": url}, dotenv_path=tmp_path / ".env",
+                             secrets_path=tmp_path / "s.toml")
+
+    assert load_settings(env={}, dotenv_path=tmp_path / ".env", secrets_path=tmp_path / "s.toml").metadata_url is None
+    settings = load("postgresql://ann:s3cret@db.example/meta")
+    assert settings.metadata_url == "postgresql+psycopg://ann:s3cret@db.example/meta"
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(ConfigError, match="SFDUCK_METADATA_URL must be") as info:
+        load("mysql://ann:s3cret@db/meta")
+    assert "s3cret" not in str(info.value)

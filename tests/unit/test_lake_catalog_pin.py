@@ -50,11 +50,13 @@ def test_an_attached_sqlite_catalog_keeps_the_locks_that_spare_readers_a_wait(tm
     catalog = tmp_path / "lake" / "c.sqlite"
     target = parse_target(f"ducklake:sqlite:{catalog}", str(tmp_path / "lake" / "d"), Path)
     store = Store(tmp_path / "unused.duckdb", target=target)
-    store.upsert_registration("S", "T", incremental_key=None, primary_key=["ID"], detect_deletes=False,
-                              include_columns=[], exclude_columns=[])  # a commit: the WAL holds frames
+    with store.connect() as con:  # a commit: the WAL holds frames
+        con.execute('CREATE TABLE "S_T" AS SELECT 1 AS "ID"')
     # between sfduck's transactions: no SQLite connection of sfduck's is open now
     out = subprocess.run([sys.executable, "-c", PROBE, str(catalog)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '{"pending": true, "database_shared": true, "wal_index_in_use": true, "wal_kept": true}'
     # and sfduck goes on reading and writing its lake as before
-    assert store.get_registration("S", "T") is not None
+    with store.connect() as con:
+        con.execute('INSERT INTO "S_T" VALUES (2)')
+        assert con.execute('SELECT count(*) FROM "S_T"').fetchone()[0] == 2

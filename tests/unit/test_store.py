@@ -1,4 +1,4 @@
-"""The DuckDB store: sharing the file between processes, versioned metadata, dead jobs."""
+"""The store: sharing the DuckDB file between processes, the metadata beside it, dead jobs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import time
 import uuid
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from sfduck_core.errors import StoreBusyError, SyncAlreadyRunningError
 from sfduck_core.files import private_dir
-from sfduck_core.store import META, MIGRATIONS, Store, _migrated
+from sfduck_core.metadata import METADATA_FILE, JobQuery, MetadataDatabase
+from sfduck_core.metadata.tables import sync_jobs
+from sfduck_core.storage import METADATA_SCHEMA
+from sfduck_core.store import Store
 
 
 def test_a_busy_file_waits_a_bounded_time_then_says_so(tmp_path: Path) -> None:
@@ -38,16 +40,45 @@ def test_a_busy_file_waits_a_bounded_time_then_says_so(tmp_path: Path) -> None:
         assert con.execute("SELECT 42").fetchone()[0] == 42
 
 
-def test_metadata_is_created_once_and_versioned(tmp_path: Path) -> None:
+def test_the_data_file_holds_only_the_commit_records_and_the_metadata_lives_beside_it(tmp_path: Path) -> None:
+    """Issue 21 item 2: registrations and jobs live in their own database (a SQLite file beside
+    the data by default); the data file keeps only sfduck_meta.sync_commits (item 3)."""
     store = Store(tmp_path / "m.duckdb")
-    store.reap_dead_jobs()
-    store.reap_dead_jobs()
+    reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+                                    include_columns=(), exclude_columns=())
+    store.start_job(reg, "full", "auto", None)
     with store.connect() as con:
-        versions = con.execute(f"SELECT version FROM {META}.schema_version").fetchall()
         tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [META]).fetchall()}
-    assert versions == [(v,) for v in range(1, len(MIGRATIONS) + 1)]
-    assert {"allowed_tables", "sync_jobs", "table_sync_status", "schema_version"} <= tables
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [METADATA_SCHEMA]).fetchall()}
+    assert tables == {"sync_commits"}
+    assert (tmp_path / METADATA_FILE).is_file()
+    assert MetadataDatabase.beside(tmp_path).registrations.get("S", "T") == reg
+
+
+def test_reads_of_jobs_and_registrations_never_open_the_data_file(tmp_path: Path) -> None:
+    """Issue 21: an analyst holding the DuckDB file no longer stops the status, history and jobs."""
+    path = tmp_path / "held.duckdb"
+    store = Store(path, lock_timeout_s=1)
+    reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+                                    include_columns=(), exclude_columns=())
+    sync_id = store.start_job(reg, "full", "auto", None)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+                               "time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusyError), store.connect():  # the file is truly held
+            pass
+        assert store.get_job(sync_id)["status"] == "running"
+        assert store.find_jobs(JobQuery())[1] == 1 and store.running_jobs()[0]["sync_id"] == sync_id
+        assert store.list_registrations() == [reg] and store.sync_status("S", "T")["last_status"] == "running"
+        store.ping()
+        store.request_cancel(sync_id)
+        assert store.cancel_requested(sync_id)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_job_left_running_by_a_dead_process_is_failed_and_frees_its_table(tmp_path: Path) -> None:
@@ -57,9 +88,7 @@ def test_a_job_left_running_by_a_dead_process_is_failed_and_frees_its_table(tmp_
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     sync_id = store.start_job(reg, "full", "auto", None)
-    with store.connect() as con:  # pretend the job belonged to that (now dead) process
-        con.execute(f"UPDATE {META}.sync_jobs SET pid = ?, process_started = NULL WHERE sync_id = ?",
-                    [dead.pid, sync_id])
+    _belongs_to(store, sync_id, dead.pid)
     store.finish(sync_id)
     second = store.start_job(reg, "full", "auto", None)
     old = store.get_job(sync_id)
@@ -68,42 +97,67 @@ def test_a_job_left_running_by_a_dead_process_is_failed_and_frees_its_table(tmp_
     with pytest.raises(SyncAlreadyRunningError):
         store.start_job(reg, "full", "auto", None)
     assert store.get_job(second)["status"] == "running"
+    assert uuid.UUID(second).version == 7  # time-ordered
 
 
-def test_job_rows_have_no_index_that_a_crash_could_leave_stale(tmp_path: Path) -> None:
-    """Issue 18 item 1: after a kill -9, the replayed ART index of sync_jobs no longer found a
-    running job, so recovery and cancel updated nothing. A file made before has its indexes
-    dropped; job lookups scan (time-ordered ids keep that to one row group)."""
-    path = tmp_path / "old.duckdb"
-    Store(path).reap_dead_jobs()
-    index_migration = 1 + next(i for i, m in enumerate(MIGRATIONS) if any("DROP INDEX" in sql for sql in m))
-    with duckdb.connect(str(path)) as con:  # as a file migrated by a version that had the indexes
-        con.execute(f"CREATE INDEX sync_jobs_by_id ON {META}.sync_jobs (sync_id)")
-        con.execute(f"CREATE INDEX sync_jobs_by_table ON {META}.sync_jobs (table_id)")
-        con.execute(f"DELETE FROM {META}.schema_version WHERE version >= ?", [index_migration])
-    _migrated.discard(str(path.resolve()))
-    store = Store(path)
-    store.reap_dead_jobs()
-    with store.connect() as con:
-        assert con.execute("SELECT index_name FROM duckdb_indexes() WHERE schema_name = ?", [META]).fetchall() == []
-    reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+def _belongs_to(store: Store, sync_id: str, pid: int) -> None:
+    """Pretend the job belonged to that (now dead) process."""
+    with store.metadata.write() as conn:
+        conn.execute(sync_jobs.update().where(sync_jobs.c.sync_id == sync_id).values(pid=pid, process_started=None))
+
+
+def test_a_dead_job_whose_data_committed_is_settled_completed_with_its_stats(tmp_path: Path) -> None:
+    """Issue 21 item 3: the data committed, then the process died before the metadata heard of it:
+    the data's commit record settles the job, with the stats and the table status it recorded."""
+    store = Store(tmp_path / "c.duckdb")
+    reg = store.upsert_registration("S", "T", incremental_key="K", primary_key=(), detect_deletes=False,
                                     include_columns=(), exclude_columns=())
-    assert uuid.UUID(store.start_job(reg, "full", "auto", None)).version == 7  # time-ordered
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    committed_id, lost_id = store.start_job(reg, "full", "auto", None), None
+    with store.connect() as con:
+        con.execute("BEGIN")
+        con.execute("CREATE TABLE main.t AS SELECT 1 AS k")
+        store.mark_committed(con, reg, committed_id, {"rows_processed": 1}, "arrow", row_count=1,
+                             watermark={"column": "K", "value": "1"})
+        con.execute("COMMIT")
+    _belongs_to(store, committed_id, dead.pid)
+    store.finish(committed_id)
+    store.reap_dead_jobs()
+    job = store.get_job(committed_id)
+    assert (job["status"], job["stats"], job["transport"]) == ("completed", {"rows_processed": 1}, "arrow")
+    status = store.sync_status("S", "T")
+    assert (status["last_success_sync_id"], status["row_count"], status["watermark"]) == (
+        committed_id, 1, {"column": "K", "value": "1"})
+    lost_id = store.start_job(reg, "full", "auto", None)
+    with store.connect() as con:  # its transaction never committed
+        con.execute("BEGIN")
+        store.mark_committed(con, reg, lost_id, {}, "arrow")
+        con.execute("ROLLBACK")
+    _belongs_to(store, lost_id, dead.pid)
+    store.finish(lost_id)
+    store.reap_dead_jobs()
+    assert store.get_job(lost_id)["status"] == "failed"
+    assert store.sync_status("S", "T")["last_success_sync_id"] == committed_id
 
 
 def test_a_failure_the_store_could_not_take_outlives_its_process(tmp_path: Path) -> None:
-    """Issue 18 item 12: a sync whose failure could not be written (a full disk; here the file held
-    by another process) and whose process then ended is reaped with that failure, not "stopped"."""
+    """Issue 18 item 12: a sync whose failure could not be written (a full disk; here the metadata
+    database locked by another process) and whose process then ended is reaped with that failure,
+    not "stopped"."""
     path = tmp_path / "n.duckdb"
     code = r"""
 import subprocess, sys
+import sfduck_core.metadata.engine as engine
+engine.SQLITE_BUSY_TIMEOUT_S = 0.5
 from sfduck_core.store import Store
-store = Store(sys.argv[1], lock_timeout_s=0.5)
+store = Store(sys.argv[1])
 reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
                                 include_columns=(), exclude_columns=())
 sync_id = store.start_job(reg, "full", "auto", None)
-holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-                          "print('held', flush=True); sys.stdin.read()", sys.argv[1]],
+holder = subprocess.Popen([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], "
+                          "isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); "
+                          "sys.stdin.read()", sys.argv[2]],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 assert holder.stdout.readline().strip() == "held"
 store.fail_job(reg, sync_id, "No space left on the device holding /data (test)", {})
@@ -112,12 +166,12 @@ holder.stdin.close()
 holder.wait()
 print(sync_id)
 """
-    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[2])
+    run = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / METADATA_FILE)],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert run.returncode == 0, run.stderr
     sync_id = run.stdout.strip()
     store = Store(path)
-    assert store.get_job(sync_id)["status"] == "running"  # the failure never reached the file
+    assert store.get_job(sync_id)["status"] == "running"  # the failure never reached the metadata
     store.reap_dead_jobs()
     assert store.get_job(sync_id)["error_message"] == "No space left on the device holding /data (test)"
     assert not any(store.notes_dir.iterdir())
@@ -136,6 +190,8 @@ def test_what_sfduck_creates_is_owner_only(tmp_path: Path) -> None:
         state = tmp_path / "fresh" / "state"
         store = Store(state / "sfduck.duckdb")
         store.list_registrations()
+        with store.connect():
+            pass
         AuthDatabase(state / "auth.sqlite")
         resolve_session_key(None, state)
         private_dir(tmp_path / "data" / "tmp" / "job")
@@ -146,8 +202,9 @@ def test_what_sfduck_creates_is_owner_only(tmp_path: Path) -> None:
         return stat.S_IMODE(p.stat().st_mode)
 
     assert [mode(p) for p in (tmp_path / "fresh", state, tmp_path / "data", tmp_path / "data" / "tmp")] == [0o700] * 4
-    assert {p.name: mode(p) for p in (state / "sfduck.duckdb", state / "auth.sqlite", state / SESSION_KEY_FILE)} == {
-        "sfduck.duckdb": 0o600, "auth.sqlite": 0o600, SESSION_KEY_FILE: 0o600}
+    files = (state / "sfduck.duckdb", state / "auth.sqlite", state / SESSION_KEY_FILE, state / METADATA_FILE)
+    assert {p.name: mode(p) for p in files} == {
+        "sfduck.duckdb": 0o600, "auth.sqlite": 0o600, SESSION_KEY_FILE: 0o600, METADATA_FILE: 0o600}
 
 
 def test_modes_an_administrator_chose_are_kept(tmp_path: Path) -> None:
@@ -167,57 +224,11 @@ def test_one_file_never_mixes_two_snowflakes(tmp_path: Path) -> None:
     store = Store(tmp_path / "prod.duckdb")
     store.claim_source("demo")
     store.claim_source("acme")  # nothing registered yet: a real account takes over a tried-out file
-    with store.connect() as con:
-        con.execute(f"INSERT INTO {META}.allowed_tables (table_id, schema_name, table_name, status, updated_at, "
-                    "created_at) VALUES ('t', 'S', 'T', 'active', now(), now())")
+    store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
+                              include_columns=(), exclude_columns=())
     store.claim_source("acme")
     with pytest.raises(ConfigError, match="holds tables from the Snowflake account 'acme'.*demo emulator"):
         store.claim_source("demo")
-
-
-@pytest.mark.parametrize("kind", ["file", "lake"])
-def test_old_skipped_syncs_read_as_skipped_after_the_migration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               kind: str) -> None:
-    """Before `skipped` was a status, a skip ended `completed` with `skipped: true` in its stats;
-    an existing file or lake gets those jobs (and the table's last status) renamed, nothing else."""
-    import sfduck_core.store as store_module
-    from sfduck_core.config import parse_target
-
-    renaming = next(i for i, m in enumerate(MIGRATIONS) if any("SET status = 'skipped'" in sql for sql in m))
-    target = (parse_target(f"ducklake:sqlite:{tmp_path / 'c.sqlite'}", str(tmp_path / "d"), Path)
-              if kind == "lake" else None)
-
-    def open_store() -> Store:
-        return Store(tmp_path / "old.duckdb", target=target)
-
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:renaming])
-    monkeypatch.setattr(store_module, "_migrated", set())
-    old = open_store()
-    ids: dict[str, str] = {}
-    # T: a full sync then a skip; U: a skip then a full sync; V: a full sync, a skip, then a failure
-    for table, runs in (("T", ["full", "skip"]), ("U", ["skip", "full"]), ("V", ["full", "skip", "fail"])):
-        reg = old.upsert_registration("S", table, incremental_key=None, primary_key=(), detect_deletes=False,
-                                      include_columns=(), exclude_columns=())
-        for run in runs:
-            sync_id = ids[f"{table}_{run}"] = old.start_job(reg, "full", "auto", None)
-            if run == "fail":
-                old.fail_job(reg, sync_id, "boom", {"skipped": True})
-            else:
-                with old.connect() as con:
-                    old.complete_job(con, reg, sync_id, {"skipped": run == "skip"}, "none")
-            old.finish(sync_id)
-    assert {job["status"] for job in old.history()} == {"completed", "failed"}
-
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
-    monkeypatch.setattr(store_module, "_migrated", set())
-    new = open_store()
-    statuses = {job["sync_id"]: job["status"] for job in new.history()}
-    expected = {"full": "completed", "skip": "skipped", "fail": "failed"}
-    assert statuses == {sync_id: expected[label.split("_")[1]] for label, sync_id in ids.items()}
-    last = {table: new.sync_status("S", table) for table in "TUV"}
-    assert {table: status["last_status"] for table, status in last.items()} == {
-        "T": "skipped", "U": "completed", "V": "failed"}
-    assert last["T"]["last_success_sync_id"] == ids["T_skip"]  # still the copy's last confirmation
 
 
 def test_a_skip_is_a_success_for_the_tables_status_and_only_a_success_is_recorded_so(tmp_path: Path) -> None:
@@ -225,10 +236,11 @@ def test_a_skip_is_a_success_for_the_tables_status_and_only_a_success_is_recorde
     reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
                                     include_columns=(), exclude_columns=())
     sync_id = store.start_job(reg, "full", "auto", None)
-    with store.connect() as con:
-        store.complete_job(con, reg, sync_id, {"skipped": True}, "none", status="skipped")
-        with pytest.raises(ValueError, match="not 'failed'"):
-            store.complete_job(con, reg, sync_id, {}, "none", status="failed")
+    store.complete_job(reg, sync_id, {"skipped": True}, "none", status="skipped")
+    with pytest.raises(ValueError, match="not 'failed'"):
+        store.complete_job(reg, sync_id, {}, "none", status="failed")
+    with store.connect() as con, pytest.raises(ValueError, match="not 'failed'"):
+        store.mark_committed(con, reg, sync_id, {}, "none", status="failed")
     store.finish(sync_id)
     status = store.sync_status("S", "T")
     assert (status["last_status"], status["last_success_sync_id"]) == ("skipped", sync_id)
