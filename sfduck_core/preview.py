@@ -48,7 +48,7 @@ from sfduck_core.errors import SfduckError, StoreBusyError
 from sfduck_core.sql_policy import builtin_functions
 from sfduck_core.sql_sandbox import memory_message
 from sfduck_core.sqlident import qualified, quote_ident
-from sfduck_core.storage import lake_setup_sql, release_all
+from sfduck_core.storage import Storage, open_storage, release_all
 from sfduck_core.store import Store
 
 PREVIEW_ROWS = 100
@@ -426,7 +426,7 @@ def _result_from(out: bytes, err: bytes, returncode: int, elapsed: float) -> Que
     return QueryResult(table, header.get("cut"), elapsed)
 
 
-def run_read_only_query(db_path: str | os.PathLike[str] | Target, sql: str, *, user: str | None = None,
+def run_read_only_query(db_path: str | os.PathLike[str] | Target | Storage, sql: str, *, user: str | None = None,
                         max_rows: int = QUERY_MAX_ROWS, max_bytes: int = QUERY_MAX_BYTES,
                         timeout_s: float = QUERY_TIMEOUT_S, busy_retry_s: float = BUSY_RETRY_S,
                         max_concurrent: int = QUERY_MAX_CONCURRENT,
@@ -440,27 +440,17 @@ def run_read_only_query(db_path: str | os.PathLike[str] | Target, sql: str, *, u
     `user` gets one query at a time, and at most `max_concurrent` run in the whole process.
     """
     text = check_read_only_query(sql)
-    lake: dict[str, Any] = {}
-    if isinstance(db_path, Target) and db_path.is_lake:
-        # the child attaches the lake READ_ONLY; it may read only the lake's data folder
-        if db_path.catalog == "sqlite" and not Path(db_path.catalog_location).is_file():
-            raise SfduckError("No lake yet: run a sync first.")
-        lake = {"lake_setup": lake_setup_sql(db_path, read_only=True), "lake_data_path": db_path.data_path}
-        path = (db_path.local_dir or Path(tempfile.gettempdir())) / "lake"
-    else:
-        if isinstance(db_path, Target):
-            db_path = db_path.path or ""
-        path = Path(db_path).expanduser().resolve()  # the child runs elsewhere: never hand it a relative path
-        if not path.is_file():
-            raise SfduckError(f"No database at {path}: run a sync first.")
+    storage = db_path if isinstance(db_path, Storage) else open_storage(
+        db_path if isinstance(db_path, Target) else Target("duckdb", path=Path(db_path)))
+    path, opening = storage.sandbox_request()
     with _SLOTS.claim(user, max_concurrent), _work_directory(path) as workdir:
         granted = _BUDGET.reserve(int(max_bytes), int(total_bytes))
         request = {"path": str(path), "workdir": str(workdir), "sql": text, "max_rows": int(max_rows),
                    "max_bytes": granted, "busy_retry_s": float(busy_retry_s),
                    "memory_limit": CHILD_MEMORY_LIMIT, "max_memory_bytes": CHILD_MAX_MEMORY_BYTES,
-                   "max_temp_size": CHILD_MAX_TEMP_SIZE, "functions": builtin_functions().as_json(), **lake}
+                   "max_temp_size": CHILD_MAX_TEMP_SIZE, "functions": builtin_functions().as_json(), **opening}
         try:
-            result = _run_child(request, timeout_s, db_path)
+            result = _run_child(request, timeout_s, storage)
         except BaseException:
             _BUDGET.release(granted)
             raise
@@ -469,12 +459,13 @@ def run_read_only_query(db_path: str | os.PathLike[str] | Target, sql: str, *, u
         return _BUDGET.keep(result, granted)
 
 
-def _run_child(request: dict[str, Any], timeout_s: float, db_path: Any) -> QueryResult:
+def _run_child(request: dict[str, Any], timeout_s: float, storage: Storage) -> QueryResult:
     started = time.monotonic()
     out, err, returncode = _spawn(request, timeout_s)
     try:
         return _result_from(out, err, returncode, time.monotonic() - started)
     except SfduckError as exc:
-        if isinstance(db_path, Target) and db_path.is_lake:  # never show the catalog's password
-            raise type(exc)(db_path.redact(str(exc))) from None
-        raise
+        redacted = storage.redact(str(exc))  # never show the catalog's password
+        if redacted == str(exc):
+            raise
+        raise type(exc)(redacted) from None

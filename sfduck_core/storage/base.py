@@ -116,6 +116,16 @@ class Storage(ABC):
         with quick.connect(read_only=True) as con:
             con.execute("SELECT 1").fetchone()
 
+    @abstractmethod
+    def sandbox_request(self) -> tuple[Path, dict[str, Any]]:
+        """What a child process needs to open this target read-only (the SQL box's sandbox): the
+        absolute path it works beside, and the settings it opens it with. SfduckError when there
+        is nothing to read yet."""
+
+    def redact(self, text: str) -> str:
+        """`text` (an error message) with the target's secrets masked."""
+        return self.target.redact(text)
+
     def release(self) -> None:  # noqa: B027 - nothing to let go by default
         """Let go of what this process keeps open of the target between operations (so another
         process, an analyst's or the SQL box's child, can open it)."""

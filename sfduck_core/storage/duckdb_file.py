@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import psutil
 
-from sfduck_core.errors import Holder, StoreBusyError
+from sfduck_core.errors import Holder, SfduckError, StoreBusyError
 from sfduck_core.files import make_private, private_dir
 from sfduck_core.storage.base import Capabilities, Storage, configure
 
@@ -121,6 +121,12 @@ class DuckDBFile(Storage):
 
     def local_places(self) -> list[tuple[str, str, Path]]:
         return [("DuckDB file", str(self.path), self.path.parent)]
+
+    def sandbox_request(self) -> tuple[Path, dict[str, Any]]:
+        path = self.path.expanduser().resolve()  # the child runs elsewhere: never hand it a relative path
+        if not path.is_file():
+            raise SfduckError(f"No database at {path}: run a sync first.")
+        return path, {}
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -21,6 +21,7 @@ import os
 import re
 import sqlite3
 import struct
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -344,6 +345,13 @@ class DuckLake(Storage):
         if self.target.data_path and "://" not in self.target.data_path:
             places.append(("lake data", self.target.data_path, Path(self.target.data_path)))
         return places
+
+    def sandbox_request(self) -> tuple[Path, dict[str, Any]]:
+        """The child attaches the lake READ_ONLY; it may read only the lake's data folder."""
+        if self.target.catalog == "sqlite" and not Path(self.target.catalog_location).is_file():
+            raise SfduckError("No lake yet: run a sync first.")
+        settings = {"lake_setup": lake_setup_sql(self.target, read_only=True), "lake_data_path": self.target.data_path}
+        return (self.target.local_dir or Path(tempfile.gettempdir())) / "lake", settings
 
     def unreachable(self) -> list[str]:
         if self.target.catalog != "postgres":
