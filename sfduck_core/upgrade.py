@@ -116,10 +116,10 @@ def _copy(conn: Connection, legacy: LegacyMetadata, storage: Storage, where: str
     elif any(held.values()):
         if all(_canonical(held[name]) == _canonical(rows) for name, rows in legacy.tables().items()):
             return {name: len(rows) for name, rows in legacy.tables().items()}
-        counts = ", ".join(f"{len(rows)} {name}" for name, rows in held.items() if rows)
         raise ConfigError(
             f"The {storage.describe()} holds metadata of an earlier sfduck release (in its schema sfduck_meta) to "
-            f"copy into the metadata database {where}, but that database already holds other rows ({counts}): "
+            f"copy into the metadata database {where}, but that database already holds other rows "
+            f"({_counted({name: len(rows) for name, rows in held.items()})}): "
             "sfduck does not merge two histories. Point SFDUCK_METADATA_URL at an empty database for this "
             f"{storage.label} (or at the one it was copied to before); nothing was changed.")
     for name, rows in legacy.tables().items():
@@ -140,8 +140,14 @@ def _canonical(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _summary(storage: Storage, where: str, copied: dict[str, int]) -> str:
-    what = ", ".join(f"{copied.get(name, 0)} {label}" for name, label in (
-        ("allowed_tables", "registrations"), ("sync_jobs", "jobs"), ("table_sync_status", "table statuses"),
-        ("schedules", "schedules"), ("audit_log", "audit entries"), ("data_source", "data source claims")))
     return (f"Upgraded the {storage.describe()}: copied its metadata from an earlier release into {where} "
-            f"({what}); the old rows were left in place.")
+            f"({_counted(copied)}); the old rows were left in place.")
+
+
+def _counted(counts: dict[str, int]) -> str:
+    """"3 registrations, 7 jobs, ..." in the order people look for them."""
+    return ", ".join(f"{counts.get(name, 0)} {label}" for name, label in _LABELS.items())
+
+
+_LABELS = {"allowed_tables": "registrations", "sync_jobs": "jobs", "table_sync_status": "table statuses",
+           "schedules": "schedules", "audit_log": "audit entries", "data_source": "data source claims"}
