@@ -40,11 +40,14 @@ from sfduck_core.metadata.legacy import (
 )
 from sfduck_core.metadata.records import iso, now
 from sfduck_core.metadata.tables import legacy_upgrades, metadata
-from sfduck_core.storage import Storage
+from sfduck_core.storage import Storage, open_storage
 
 _done: set[tuple[str, str]] = set()
 _done_lock = threading.Lock()
 _LOCK_NAME = "sfduck legacy upgrade"
+# How long the first look into a target waits for another process holding it: a start is not held
+# up for the whole lock timeout (the look is made again by the next start, see Store)
+LOOK_WAIT_S = 5.0
 
 
 def upgrade_in_place(storage: Storage, db: MetadataDatabase) -> str | None:
@@ -67,10 +70,12 @@ def _upgrade(storage: Storage, db: MetadataDatabase) -> str | None:
         return None  # looked at before: the single check of every later start
     where = db.describe()
     if record is None:
-        with storage.connect(read_only=True) as con:
+        look = open_storage(storage.target, lock_timeout_s=min(storage.lock_timeout_s, LOOK_WAIT_S),
+                            memory_limit=storage.memory_limit)
+        with look.connect(read_only=True) as con:
             legacy = read_legacy_metadata(con)
             if legacy is not None and storage.capabilities.snapshots:
-                legacy = _with_snapshots(storage, con, legacy)
+                legacy = _with_snapshots(look, con, legacy)
         with db.write() as conn:
             if db.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": _LOCK_NAME})

@@ -256,3 +256,25 @@ def test_a_job_the_old_release_left_running_is_copied_then_settled_as_stopped(tm
     job = store.get_job("left-running")
     assert job["status"] == "failed"
     assert job["error_message"].startswith(f"The server stopped during this sync (process {gone.pid} ended")
+
+
+def test_a_target_held_by_another_process_is_looked_at_by_the_next_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The first start does not fail on a busy file (it says so, after a short wait); the next one copies."""
+    import sys
+
+    path = legacy_file(tmp_path)
+    url = f"sqlite:///{tmp_path / 'meta.sqlite'}"
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); sys.stdin.read()", str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with caplog.at_level("WARNING", logger="sfduck_core.store"):
+            store = Store(path, lock_timeout_s=1.0, metadata_url=url)
+        assert "could not look for metadata of an earlier release" in caplog.text
+        assert store.history() == []
+    finally:
+        holder.communicate("")
+    again = Store(path, lock_timeout_s=1.0, metadata_url=url)  # the next Store, even in this process
+    assert len(again.history()) == 7
