@@ -26,10 +26,11 @@ import json
 import threading
 from typing import Any
 
+import duckdb
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sfduck_core.errors import ConfigError
+from sfduck_core.errors import ConfigError, StoreBusyError
 from sfduck_core.metadata import MetadataDatabase
 from sfduck_core.metadata.legacy import (
     LEGACY_TABLES,
@@ -86,11 +87,14 @@ def _upgrade(storage: Storage, db: MetadataDatabase) -> str | None:
                                                              marked_at=None if copied else now()))
                 if copied is None:
                     return None
-            elif record["marked_at"] is not None:
+            else:  # another process copied it while this one waited: that one marks the target
                 return None
-    with storage.connect() as con:  # mark the target (once: another process may have marked it)
-        if migrated_to(con) is None:
-            mark_migrated(con, where)
+    try:
+        with storage.connect() as con:  # mark the target (once: a start before may have marked it)
+            if migrated_to(con) is None:
+                mark_migrated(con, where)
+    except duckdb.Error as exc:  # the copy stands; the next start marks it (see _record's marked_at)
+        raise StoreBusyError(f"copied, but could not mark it migrated yet: {exc}") from None
     with db.write() as conn:
         conn.execute(legacy_upgrades.update().where(legacy_upgrades.c.target == storage.key).values(marked_at=now()))
         copied = _record(conn, storage.key)["copied"] or {}

@@ -278,3 +278,46 @@ def test_a_target_held_by_another_process_is_looked_at_by_the_next_start(
         holder.communicate("")
     again = Store(path, lock_timeout_s=1.0, metadata_url=url)  # the next Store, even in this process
     assert len(again.history()) == 7
+
+
+STARTER = """
+import sys
+from pathlib import Path
+from sfduck_core.config import parse_target
+from sfduck_core.store import Store
+lake, url = Path(sys.argv[1]), sys.argv[2]
+target = parse_target(f"ducklake:sqlite:{lake / 'catalog.sqlite'}", str(lake / "data"), Path)
+print("ready", flush=True)
+sys.stdin.readline()  # every starter is up: go together
+Store(lake.parent / "state.duckdb", lock_timeout_s=30.0, target=target, metadata_url=url)
+"""
+
+
+def test_servers_starting_together_copy_once(tmp_path: Path, metadata_url: str) -> None:
+    """Four processes start on one old lake and one metadata database at the same moment: one
+    copies (one line), the others find it copied; every start succeeds."""
+    import os
+    import sys
+
+    _, target = fixture_target("lake", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    starters = [subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path / "lake"), metadata_url], env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(4)]
+    for starter in starters:
+        assert starter.stdout.readline().strip() == "ready"
+    for starter in starters:
+        starter.stdin.write("go\n")
+        starter.stdin.flush()
+    results = [starter.communicate(timeout=300) for starter in starters]
+    assert [s.returncode for s in starters] == [0] * 4, [err for _, err in results]
+    assert sum(err.count("Upgraded the") for _, err in results) == 1, [err for _, err in results]
+    db = MetadataDatabase(metadata_url)
+    assert len(db.jobs.history()) == 7 and len(db.registrations.audit_log()) == 7
+    with contextlib.closing(duckdb.connect()) as con:
+        from sfduck_core.storage import lake_setup_sql
+
+        for sql in lake_setup_sql(target, read_only=True):
+            con.execute(sql)
+        assert migrated_to(con) == redact_url(metadata_url)
+        assert con.execute("SELECT count(*) FROM sfduck_meta.migrated_to").fetchone()[0] == 1
