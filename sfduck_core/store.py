@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -32,9 +34,11 @@ from sfduck_core.metadata import JobQuery, MetadataDatabase, Registration, defau
 from sfduck_core.metadata.records import now, to_json
 from sfduck_core.storage import open_storage
 from sfduck_core.suggest import did_you_mean
+from sfduck_core.upgrade import upgrade_in_place
 
 __all__ = ["JobQuery", "LakeSnapshot", "Registration", "Store", "new_sync_id", "now"]
 
+_log = logging.getLogger(__name__)
 _prepared: set[str] = set()
 _prepare_lock = threading.Lock()
 # Syncs running in this process: a `running` job with our pid that is not in here is dead.
@@ -112,6 +116,20 @@ class Store:
         self.notes_dir = Path(path).parent / "job-notes"
         self.metadata_url = metadata_url
         self.metadata = MetadataDatabase(metadata_url or default_metadata_url(Path(path).parent))
+        self._upgrade_in_place()
+
+    def _upgrade_in_place(self) -> None:
+        """Copy the metadata an earlier release kept in the data target (see sfduck_core.upgrade),
+        once per process. A target held by another process now is looked at by the next start
+        (or the next Store of this process); a metadata database holding other rows refuses."""
+        try:
+            line = upgrade_in_place(self.storage, self.metadata)
+        except StoreBusyError as exc:
+            _log.warning("could not look for metadata of an earlier release in the %s yet: %s",
+                         self.target.describe(), exc)
+            return
+        if line:
+            print(line, file=sys.stderr)
 
     # --- connections -----------------------------------------------------------------------
 

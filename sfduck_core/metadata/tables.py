@@ -155,3 +155,14 @@ schedules = sa.Table(
     sa.Column("updated_by", sa.String(255)),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# data targets whose old metadata (sfduck_meta, releases up to 7b69258) was looked for and copied
+# here: `copied` the row counts per table (None: there was nothing to copy), `marked_at` when the
+# target itself was marked migrated (None: the copy committed, the mark is still to make)
+legacy_upgrades = sa.Table(
+    "legacy_upgrades", metadata,
+    sa.Column("target", sa.String(1024), primary_key=True),
+    sa.Column("checked_at", UtcDateTime, nullable=False),
+    sa.Column("copied", sa.JSON),
+    sa.Column("marked_at", UtcDateTime),
+)
