@@ -69,6 +69,8 @@ def _upgrade(storage: Storage, db: MetadataDatabase) -> str | None:
         record = _record(conn, storage.key)
     if record is not None and record["marked_at"] is not None:
         return None  # looked at before: the single check of every later start
+    if record is None and not storage.exists():
+        return None  # a new target has nothing to copy (looking would create it)
     where = db.describe()
     if record is None:
         look = open_storage(storage.target, lock_timeout_s=min(storage.lock_timeout_s, LOOK_WAIT_S),

@@ -117,6 +117,10 @@ class Storage(ABC):
             con.execute("SELECT 1").fetchone()
 
     @abstractmethod
+    def exists(self) -> bool:
+        """Whether the target has been created (looking never creates it)."""
+
+    @abstractmethod
     def sandbox_request(self) -> tuple[Path, dict[str, Any]]:
         """What a child process needs to open this target read-only (the SQL box's sandbox): the
         absolute path it works beside, and the settings it opens it with. SfduckError when there

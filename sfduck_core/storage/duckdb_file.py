@@ -122,6 +122,9 @@ class DuckDBFile(Storage):
     def local_places(self) -> list[tuple[str, str, Path]]:
         return [("DuckDB file", str(self.path), self.path.parent)]
 
+    def exists(self) -> bool:
+        return self.path.is_file()
+
     def sandbox_request(self) -> tuple[Path, dict[str, Any]]:
         path = self.path.expanduser().resolve()  # the child runs elsewhere: never hand it a relative path
         if not path.is_file():

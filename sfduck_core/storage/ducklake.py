@@ -346,6 +346,10 @@ class DuckLake(Storage):
             places.append(("lake data", self.target.data_path, Path(self.target.data_path)))
         return places
 
+    def exists(self) -> bool:
+        """A PostgreSQL catalog is a database that exists whether or not a lake is in it yet."""
+        return self.target.catalog != "sqlite" or Path(self.target.catalog_location).is_file()
+
     def sandbox_request(self) -> tuple[Path, dict[str, Any]]:
         """The child attaches the lake READ_ONLY; it may read only the lake's data folder."""
         if self.target.catalog == "sqlite" and not Path(self.target.catalog_location).is_file():

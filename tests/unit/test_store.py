@@ -245,3 +245,12 @@ def test_a_skip_is_a_success_for_the_tables_status_and_only_a_success_is_recorde
     status = store.sync_status("S", "T")
     assert (status["last_status"], status["last_success_sync_id"]) == ("skipped", sync_id)
     assert store.get_job(sync_id)["status"] == "skipped"
+
+
+def test_opening_a_store_creates_no_data_file_until_something_is_synced(tmp_path: Path) -> None:
+    """The upgrade's first look (an earlier release's sfduck_meta) must not create the file it looks at."""
+    data = tmp_path / "sfduck.duckdb"
+    store = Store(data)
+    store.upsert_registration("S", "T", incremental_key=None, primary_key=[], detect_deletes=False,
+                              include_columns=[], exclude_columns=[])
+    assert store.get_registration("S", "T") is not None and not data.exists()
