@@ -14,16 +14,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from sfduck_core.job_status import JOB_STATUSES, SUCCESS_STATUSES
+from sfduck_core.job_status import ACTIVE_JOB_STATUSES, JOB_STATUSES, SUCCESS_STATUSES
 from sfduck_core.progress import SyncProgress
 from sfduck_core.schedules import Schedule
 from sfduck_core.store import Store
 
 NEVER, PAUSED, SKIPPED = "never", "paused", "skipped"
-ACTIVE_STATUSES = ("pending", "running")
+ACTIVE_STATUSES = ACTIVE_JOB_STATUSES
 # every status a board row can have, in the order the counts are shown: what needs a look first
 BOARD_STATUSES: tuple[str, ...] = tuple(dict.fromkeys(
-    ("running", "pending", "failed", "cancelled", PAUSED, SKIPPED, "completed", NEVER, *JOB_STATUSES)))
+    ("running", "waiting", "pending", "failed", "cancelled", PAUSED, SKIPPED, "completed", NEVER, *JOB_STATUSES)))
 
 @dataclass(frozen=True)
 class BoardRow:
