@@ -40,6 +40,7 @@ class BoardRow:
     last_error: str | None = None  # the latest job's error, when it did not complete
     error_sync_id: str | None = None
     incremental_key: str | None = None
+    waiting_for: str | None = None  # a `waiting` job's message: the process holding the DuckDB file
 
     @property
     def default_strategy(self) -> str:
@@ -81,7 +82,7 @@ def board_rows(store: Store, schedules: Iterable[Schedule]) -> list[BoardRow]:
             schedule=schedule.when if schedule else None,
             paused_reason=schedule.paused_reason if schedule else None,
             last_error=error if failed else None, error_sync_id=last_id if failed and error else None,
-            incremental_key=incremental_key))
+            incremental_key=incremental_key, waiting_for=error if last_status == "waiting" else None))
     return out
 
 

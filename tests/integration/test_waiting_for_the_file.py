@@ -9,6 +9,7 @@ every read that answers while the holder is still alive answered without waiting
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import time
@@ -16,11 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psutil
 import pytest
 from fastapi.testclient import TestClient
 
 from sfduck_core.config import Settings
+from sfduck_core.errors import StoreBusyError
+from sfduck_core.preview import first_rows, run_read_only_query
 from sfduck_core.service import Service, build_service
 from sfduck_emulator.settings import EmulatorSettings
 from tests.integration.test_api import client_for, token, write_users
@@ -31,7 +35,7 @@ _HOLDER = """
 import sys, time, duckdb
 for _ in range(600):
     try:
-        con = duckdb.connect(sys.argv[1], read_only=True)
+        con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read-only")
         break
     except duckdb.IOException:
         time.sleep(0.1)
@@ -46,8 +50,8 @@ print("released", flush=True)
 class Analyst:
     """A child process holding the DuckDB file read-only until `release()`."""
 
-    def __init__(self, path: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdin=subprocess.PIPE,
+    def __init__(self, path: Path, mode: str = "read-only") -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), mode], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "held"
         self.program = psutil.Process(self.proc.pid).name()
@@ -131,6 +135,13 @@ def test_reads_are_served_and_a_sync_waits_until_the_analyst_lets_go(
         assert health["status"] == "ok"
         assert health["duckdb"] == {"ok": True, "detail": f"held by {analyst.program} (pid {analyst.proc.pid})"}
         assert service.engine.store.synced_tables() == [(emulator.schema, "ORDERS")]  # the preview's list
+        held_by = f"open in {analyst.program} (pid {analyst.proc.pid}); try again when it lets go"
+        with pytest.raises(StoreBusyError, match=re.escape(held_by)):  # a preview's rows
+            first_rows(service.engine.store, emulator.schema, "ORDERS")
+        # the SQL box's child opens the file read-only too, which a read-only holder allows
+        counted = run_read_only_query(service.engine.store.path, f'SELECT count(*) AS n FROM "{emulator.schema}"."ORDERS"')
+        assert counted.table.column("n")[0].as_py() > 0
+        assert analyst.holding
 
         job = start_waiting(api, admin, emulator.schema, analyst)
         assert job["status"] == "waiting", job
@@ -189,3 +200,19 @@ def test_a_sync_fails_naming_the_holder_after_the_data_wait(
             analyst.close()
     finally:
         service.shutdown(10)
+
+
+def test_the_sql_box_names_a_program_that_holds_the_file_for_writing(tmp_path: Path) -> None:
+    """The DuckDB CLI opened on the file (read-write): the SQL box answers at once, naming it,
+    instead of retrying as it does for the dashboard's own sync."""
+    path = tmp_path / "held.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS n")
+    analyst = Analyst(path, mode="read-write")
+    try:
+        held_by = f"open in {analyst.program} (pid {analyst.proc.pid}); try again when it lets go"
+        with pytest.raises(StoreBusyError, match=re.escape(held_by)):
+            run_read_only_query(path, "SELECT n FROM t", busy_retry_s=600)
+        assert analyst.holding
+    finally:
+        analyst.close()
