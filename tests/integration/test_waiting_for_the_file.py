@@ -9,6 +9,7 @@ every read that answers while the holder is still alive answered without waiting
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from sfduck_core.preview import first_rows, run_read_only_query
 from sfduck_core.service import Service, build_service
 from sfduck_emulator.settings import EmulatorSettings
 from tests.integration.test_api import client_for, token, write_users
+from tests.integration.test_schedules import Clock
 
 # the analyst: opens the file read-only (retrying while sfduck still has it open), says "held",
 # and lets go when told (a line on stdin), or after ten minutes
@@ -214,5 +216,36 @@ def test_the_sql_box_names_a_program_that_holds_the_file_for_writing(tmp_path: P
         with pytest.raises(StoreBusyError, match=re.escape(held_by)):
             run_read_only_query(path, "SELECT n FROM t", busy_retry_s=600)
         assert analyst.holding
+    finally:
+        analyst.close()
+
+
+def test_a_scheduled_run_waits_for_the_file_quietly_and_runs_when_it_is_let_go(
+        service: Service, emulator: EmulatorSettings, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    service.scheduler.clock = clock
+    reg = service.engine.register(emulator.schema, "ORDERS")
+    service.schedules.save(reg, cron=None, timezone="UTC", interval_s=900, strategy="full", enabled=True,
+                           actor="ops", clock=clock)
+    api = client_for(service)
+    admin = token(api, "ops")
+    analyst = hold(service)
+    try:
+        clock.advance(minutes=15)
+        with caplog.at_level(logging.INFO):
+            [(_, outcome)] = service.scheduler.tick()
+            assert outcome == "started"
+            sync_id = service.schedules.get(reg.table_id).last_sync_id
+            job = until(api, admin, sync_id, lambda j: j["status"] not in ("pending", "running"), "waited")
+            assert job["status"] == "waiting" and f"pid {analyst.proc.pid}" in job["error_message"]
+            analyst.release()
+            done = until(api, admin, sync_id, lambda j: j["status"] not in ("pending", "waiting", "running"),
+                         "ended")
+        assert done["status"] == "completed", done["error_message"]
+        assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
+        deadline = time.monotonic() + 60  # the schedule hears of the end just after the job records it
+        while service.schedules.get(reg.table_id).last_outcome != "completed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.schedules.get(reg.table_id).last_outcome == "completed"
     finally:
         analyst.close()
