@@ -63,8 +63,10 @@ class BackgroundSyncs:
 
         def on_progress(p: SyncProgress) -> None:
             if (bg := holder.get("bg")) is not None:
-                if bg.job is not None and bg.job["status"] == "pending" and p.phase != "queued":
-                    bg.job = self.engine.store.get_job(bg.sync_id)  # now running: its started_at
+                # its status changed: running (its started_at), waiting for the data file, or back
+                if bg.job is not None and ((bg.job["status"] == "pending" and p.phase != "queued")
+                                           or p.phase == "waiting" or bg.job["status"] == "waiting"):
+                    bg.job = self.engine.store.get_job(bg.sync_id)
                 bg.progress = p
 
         run = self.engine.prepare(request, on_progress, queued=True)

@@ -14,16 +14,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from sfduck_core.job_status import JOB_STATUSES, SUCCESS_STATUSES
+from sfduck_core.job_status import ACTIVE_JOB_STATUSES, JOB_STATUSES, SUCCESS_STATUSES
 from sfduck_core.progress import SyncProgress
 from sfduck_core.schedules import Schedule
 from sfduck_core.store import Store
 
 NEVER, PAUSED, SKIPPED = "never", "paused", "skipped"
-ACTIVE_STATUSES = ("pending", "running")
+ACTIVE_STATUSES = ACTIVE_JOB_STATUSES
 # every status a board row can have, in the order the counts are shown: what needs a look first
 BOARD_STATUSES: tuple[str, ...] = tuple(dict.fromkeys(
-    ("running", "pending", "failed", "cancelled", PAUSED, SKIPPED, "completed", NEVER, *JOB_STATUSES)))
+    ("running", "waiting", "pending", "failed", "cancelled", PAUSED, SKIPPED, "completed", NEVER, *JOB_STATUSES)))
 
 @dataclass(frozen=True)
 class BoardRow:
@@ -40,6 +40,7 @@ class BoardRow:
     last_error: str | None = None  # the latest job's error, when it did not complete
     error_sync_id: str | None = None
     incremental_key: str | None = None
+    waiting_for: str | None = None  # a `waiting` job's message: the process holding the DuckDB file
 
     @property
     def default_strategy(self) -> str:
@@ -81,7 +82,7 @@ def board_rows(store: Store, schedules: Iterable[Schedule]) -> list[BoardRow]:
             schedule=schedule.when if schedule else None,
             paused_reason=schedule.paused_reason if schedule else None,
             last_error=error if failed else None, error_sync_id=last_id if failed and error else None,
-            incremental_key=incremental_key))
+            incremental_key=incremental_key, waiting_for=error if last_status == "waiting" else None))
     return out
 
 

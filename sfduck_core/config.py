@@ -44,6 +44,7 @@ DEFAULT_DATA_DIR = "data"
 DEFAULT_USERS_FILE = "users.yaml"
 DEFAULT_NETWORK_TIMEOUT_S = 120
 DEFAULT_SYNC_TIMEOUT_S = 6 * 3600
+DEFAULT_DATA_WAIT_S = 300.0  # SFDUCK_DATA_WAIT: a sync waits this long for a DuckDB file another process holds
 DEFAULT_LAKE_RETENTION_CRON = "30 3 * * *"  # daily at 03:30 UTC
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: the server's request bodies are a few hundred bytes
 OFF = "off"  # a retention rule or schedule that is not applied
@@ -196,6 +197,7 @@ class Settings:
     data_dir: Path
     demo: bool
     lock_timeout_s: float = 30.0
+    data_wait_s: float = DEFAULT_DATA_WAIT_S  # how long a sync waits for a DuckDB file another process holds
     duckdb_memory_limit: str = "256MB"
     session_hours: float = 12.0  # how long a dashboard login (its re-login cookie) lasts
     users_file: Path = Path(DEFAULT_USERS_FILE)
@@ -402,6 +404,7 @@ def load_settings(
     snowflake = SnowflakeSettings(**{k: (v if v != "" else None) for k, v in values.items()})
 
     lock_timeout = pick("SFDUCK_LOCK_TIMEOUT")
+    data_wait_s = _positive_number(pick("SFDUCK_DATA_WAIT"), "SFDUCK_DATA_WAIT", DEFAULT_DATA_WAIT_S)
     memory_limit = pick("SFDUCK_DUCKDB_MEMORY_LIMIT") or "256MB"
     session_hours = _positive_number(pick("SFDUCK_SESSION_HOURS"), "SFDUCK_SESSION_HOURS", 12.0)
     users_file = path_setting("SFDUCK_USERS_FILE", DEFAULT_USERS_FILE)
@@ -445,6 +448,7 @@ def load_settings(
         data_dir=data_dir,
         demo=demo,
         lock_timeout_s=float(lock_timeout) if lock_timeout else 30.0,
+        data_wait_s=data_wait_s,
         duckdb_memory_limit=memory_limit,
         session_hours=session_hours,
         users_file=users_file,

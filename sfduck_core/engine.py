@@ -26,6 +26,7 @@ import duckdb
 from sfduck_core.config import Settings, SnowflakeSettings
 from sfduck_core.errors import (
     ConfigError,
+    Holder,
     JobNotFoundError,
     MissingIncrementalKeyError,
     NameCollisionError,
@@ -50,6 +51,7 @@ from sfduck_core.progress import ProgressCallback, SyncProgress, ignore_progress
 from sfduck_core.source import SnowflakeSource, TableDescription, TableInfo
 from sfduck_core.sqlident import case_collisions, local_name_key, qualified, quote_ident, validate_identifier
 from sfduck_core.stats import SyncStats
+from sfduck_core.storage import WaitPolicy, waiting_for_data
 from sfduck_core.store import Registration, Store
 from sfduck_core.suggest import did_you_mean
 from sfduck_core.transfer import (
@@ -141,6 +143,31 @@ class SyncRun:
 
     def run(self) -> dict[str, Any]:
         return self.engine._execute(self)
+
+    def wait_policy(self) -> WaitPolicy:
+        """How this sync waits for a DuckDB file another process holds (SFDUCK_DATA_WAIT): its job
+        shows `waiting` naming the holder, runs again when the file is let go, and stops waiting
+        when cancelled."""
+        store, wait_s = self.engine.store, self.engine.settings.data_wait_s
+
+        def on_wait(holder: Holder | None) -> None:
+            message = waiting_message(holder, wait_s)
+            store.mark_waiting(self.sync_id, message)
+            self.report(phase="waiting", message=message)
+
+        def on_resume() -> None:
+            store.mark_running(self.sync_id)
+            self.report(phase="starting", message="The DuckDB file was let go; syncing")
+
+        return WaitPolicy(wait_s=wait_s, on_wait=on_wait, should_stop=lambda: self.stop_reason() is not None,
+                          on_resume=on_resume)
+
+
+def waiting_message(holder: Holder | None, wait_s: float) -> str:
+    """What a waiting job says: whom it waits for, and until when."""
+    who = f"open in {holder}" if holder is not None else "open in another process"
+    return (f"Waiting: the DuckDB file is {who}; the sync starts by itself when it lets go "
+            f"(for up to {wait_s:g} s, SFDUCK_DATA_WAIT).")
 
 
 class SyncEngine:
@@ -316,7 +343,7 @@ class SyncEngine:
         run.started = time.monotonic()  # SFDUCK_SYNC_TIMEOUT counts from here, not from a wait in a queue
         try:
             self.store.mark_running(run.sync_id)
-            with self.source() as src:
+            with self.source() as src, waiting_for_data(run.wait_policy()):
                 self._sync_with_source(src, run, stats)
             job = self.store.get_job(run.sync_id)
             assert job is not None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-JOB_STATUSES = ("pending", "running", "completed", "skipped", "failed", "cancelled")
+JOB_STATUSES = ("pending", "waiting", "running", "completed", "skipped", "failed", "cancelled")
+# The statuses of a job that has not ended: it blocks another sync of its table and can be
+# cancelled. `waiting`: it waits for the DuckDB file another process holds (its message names it).
+ACTIVE_JOB_STATUSES = ("pending", "waiting", "running")
 # The statuses of a job that left the copy matching the source: `completed` moved the changes,
 # `skipped` found none to move. Skipping, watermarks and "last success" read both the same way.
 SUCCESS_STATUSES = ("completed", "skipped")

@@ -15,7 +15,7 @@ class SyncProgress:
     sync_id: str
     schema_name: str
     table_name: str
-    phase: str = "starting"  # starting, describing, unloading, downloading, loading, swapping, done, failed
+    phase: str = "starting"  # starting, waiting, describing, unloading, downloading, loading, swapping, done, failed
     message: str = ""
     rows_done: int = 0
     rows_total: int | None = None

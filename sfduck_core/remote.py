@@ -17,6 +17,7 @@ import urllib.request
 from typing import Any
 
 from sfduck_core.errors import ServerUnreachableError, SfduckError
+from sfduck_core.job_status import ACTIVE_JOB_STATUSES
 from sfduck_core.progress import ProgressCallback, SyncProgress
 
 TOKEN_ENV = "SFDUCK_API_TOKEN"
@@ -83,7 +84,7 @@ class RemoteServer:
                                          message=p["message"], rows_done=p["rows_done"], rows_total=p["rows_total"],
                                          files_done=p["files_done"], files_total=p["files_total"],
                                          bytes_done=p["bytes_done"]))
-            if job["status"] not in ("pending", "running"):
+            if job["status"] not in ACTIVE_JOB_STATUSES:
                 return job
             time.sleep(poll_s)
 

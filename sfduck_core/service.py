@@ -21,6 +21,7 @@ from sfduck_core.background import BackgroundSyncs
 from sfduck_core.config import Settings, load_settings
 from sfduck_core.engine import SyncEngine, SyncRequest
 from sfduck_core.errors import SfduckError
+from sfduck_core.job_status import ACTIVE_JOB_STATUSES
 from sfduck_core.notify import Notifier
 from sfduck_core.plugins import snowflake_source
 from sfduck_core.retention import apply_retention, policy_from
@@ -160,7 +161,7 @@ class Service:
         if bg is not None and bg.running and bg.job is not None:
             return {**bg.job, "progress": self.live_progress(sync_id)}
         job = self.engine.store.get_job(sync_id)
-        if job is not None and job["status"] in ("pending", "running") and bg is None:
+        if job is not None and job["status"] in ACTIVE_JOB_STATUSES and bg is None:
             self.engine.store.reap_dead_jobs()
             job = self.engine.store.get_job(sync_id)
         return None if job is None else {**job, "progress": self.live_progress(sync_id)}

@@ -101,6 +101,20 @@ def _link_database(path: Path, workdir: Path) -> list[Path]:
     return links
 
 
+_PID_IN_LOCK = re.compile(r"PID (\d+)")  # DuckDB's lock error names the holder ("... PID n ...")
+
+
+def _program(pid: int) -> str:
+    """"python3 (pid 1234)", or "pid 1234" when its name cannot be read (this child stays light:
+    no psutil)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            name = f.read().strip()
+    except OSError:
+        name = ""
+    return f"{name} (pid {pid})" if name else f"pid {pid}"
+
+
 def _connect_with_retry(target: Path, path: Path, config: dict[str, Any], busy_retry_s: float
                         ) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + busy_retry_s
@@ -111,6 +125,12 @@ def _connect_with_retry(target: Path, path: Path, config: dict[str, Any], busy_r
             if "lock" not in str(exc).lower():
                 raise Refusal("missing", f"No usable database at {path}: run a sync first. "
                                          f"(DuckDB: {str(exc).splitlines()[0]})") from None
+            holder = _PID_IN_LOCK.search(str(exc))
+            if holder is not None and int(holder.group(1)) != os.getppid():
+                # not the dashboard's own sync, which lets go in seconds: another program (an
+                # analyst's DuckDB) that may keep it for hours, so say whose it is at once
+                raise Refusal("busy", f"The DuckDB file is open in {_program(int(holder.group(1)))}; "
+                                      "try again when it lets go.") from None
             if time.monotonic() >= deadline:
                 raise Refusal("busy", "The database is busy: a sync is loading data right now. "
                                       "Try again in a few seconds.") from None

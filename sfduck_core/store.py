@@ -32,7 +32,7 @@ from sfduck_core.files import private_dir
 from sfduck_core.job_status import SUCCESS_STATUSES
 from sfduck_core.metadata import JobQuery, MetadataDatabase, Registration, default_metadata_url
 from sfduck_core.metadata.records import now, to_json
-from sfduck_core.storage import open_storage
+from sfduck_core.storage import DONT_WAIT, open_storage, wait_policy, waiting_for_data
 from sfduck_core.suggest import did_you_mean
 from sfduck_core.upgrade import upgrade_in_place
 
@@ -138,7 +138,12 @@ class Store:
         """Open the data target for one operation (see Storage.connect), its commit records
         prepared first (once per process): until then even a read takes a writer's turn."""
         prepared = self.storage.key in _prepared
-        with self.storage.connect(read_only=read_only and prepared) as con:
+        # a read nobody's sync waits for (a preview, housekeeping) answers at once when another
+        # process holds the file, naming it (StoreBusyError), rather than keep a person waiting
+        quick = read_only and wait_policy() is None
+        with contextlib.ExitStack() as stack:
+            with waiting_for_data(DONT_WAIT) if quick else contextlib.nullcontext():
+                con = stack.enter_context(self.storage.connect(read_only=read_only and prepared))
             if not prepared:
                 with _prepare_lock:
                     self.storage.prepare(con)
@@ -150,6 +155,17 @@ class Store:
         the data target is not opened: an analyst holding the file is not an outage."""
         del wait_s  # the metadata database answers at once or not at all
         self.metadata.ping()
+
+    def data_held_by(self) -> str | None:
+        """The other process holding the DuckDB file now ("python3 (pid 1234)"), or None; never
+        waits (health checks: a held file is not an outage). A lake's readers never wait: None."""
+        if self.storage.capabilities.readers_never_wait:
+            return None
+        try:
+            with self.connect(read_only=True):
+                return None
+        except StoreBusyError as exc:
+            return str(exc.holder) if exc.holder else "another process"
 
     # --- ownership -------------------------------------------------------------------------
 
@@ -237,6 +253,10 @@ class Store:
     def mark_running(self, sync_id: str) -> None:
         """A queued job got its executor slot (a job already running is left as it is)."""
         self.metadata.jobs.mark_running(sync_id)
+
+    def mark_waiting(self, sync_id: str, message: str) -> None:
+        """The job waits for the data file another process holds (`message` names it)."""
+        self.metadata.jobs.mark_waiting(sync_id, message)
 
     def mark_committed(self, con: duckdb.DuckDBPyConnection, reg: Registration, sync_id: str,
                        stats: dict[str, Any], transport: str, *, status: str = "completed",
@@ -426,9 +446,13 @@ class Store:
     # --- synced tables ---------------------------------------------------------------------
 
     def synced_tables(self) -> list[tuple[str, str]]:
-        """(schema, table) of every table sfduck has loaded, for previews."""
-        with self.connect(read_only=True) as con:
-            return self.storage.synced_tables(con)
+        """(schema, table) of every table sfduck has loaded, for previews; while another process
+        holds the DuckDB file, those whose last success the metadata database records."""
+        try:
+            with self.connect(read_only=True) as con:
+                return self.storage.synced_tables(con)
+        except StoreBusyError:
+            return self.metadata.jobs.synced_tables()
 
 
 def _stopped_message(pid: int | None, trigger: str | None) -> str:

@@ -38,6 +38,7 @@ from sfduck_core.errors import (
     UnsafeFilterError,
     worded,
 )
+from sfduck_core.job_status import ACTIVE_JOB_STATUSES
 from sfduck_core.service import LoginRefusedError, Principal, Service
 from sfduck_core.store import JobQuery
 from sfduck_server import schemas as s
@@ -200,6 +201,9 @@ def create_api(get_service: Callable[[], Service]) -> FastAPI:
     def health(svc: Svc) -> JSONResponse:
         """DuckDB and Snowflake reachability, without a token (Snowflake's answer is cached briefly)."""
         duck = _check(lambda: svc.engine.store.ping())
+        if duck.ok and (holder := svc.engine.store.data_held_by()) is not None:
+            # an analyst's DuckDB reading the file is not an outage: reads keep being served, syncs wait
+            duck = s.CheckOut(ok=True, detail=f"held by {holder}")
         with health_lock:
             cached = health_cache.get("snowflake")
             if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_S:
@@ -358,5 +362,5 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
 
 
 def _with_progress(svc: Service, job: dict[str, Any]) -> dict[str, Any]:
-    return {**job, "progress": svc.live_progress(job["sync_id"]) if job["status"] in ("pending", "running")
+    return {**job, "progress": svc.live_progress(job["sync_id"]) if job["status"] in ACTIVE_JOB_STATUSES
             else None}

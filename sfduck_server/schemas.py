@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Strategy = Literal["full", "incremental"]
 # sfduck_core.job_status.JOB_STATUSES, spelled out for the OpenAPI schema (a test keeps them equal)
-JobStatus = Literal["pending", "running", "completed", "skipped", "failed", "cancelled"]
-JOB_STATUS_HELP = ("pending or running: not finished; completed: the changes were copied; skipped: nothing had "
+JobStatus = Literal["pending", "waiting", "running", "completed", "skipped", "failed", "cancelled"]
+JOB_STATUS_HELP = ("pending, waiting or running: not finished (waiting: for the DuckDB file another process "
+                   "holds, named in error_message); completed: the changes were copied; skipped: nothing had "
                    "changed since the last successful sync, so nothing was copied and the copy is still current; "
                    "failed or cancelled: the table was left as it was before the sync")
 Transport = Literal["auto", "stage", "arrow"]

@@ -84,6 +84,9 @@ def render_counts_and_filters(rows: Sequence[BoardRow]) -> tuple[list[str], list
 
 
 def _progress_cell(container: DeltaGenerator, ctx: AppContext, row: BoardRow) -> None:
+    if row.status == "waiting":  # for the DuckDB file another process holds: say whose
+        container.caption(row.waiting_for or "Waiting for the DuckDB file, which another process holds.")
+        return
     bg = next((b for b in ctx.syncs.running()
                if (b.request.schema_name, b.request.table_name) == (row.schema_name, row.table_name)), None)
     if bg is None:  # running in another process (the command line): no live numbers here

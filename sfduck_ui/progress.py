@@ -46,6 +46,8 @@ def describe_progress(p: SyncProgress) -> str:
         return f"{table}: unloading in Snowflake{total}"
     if p.phase == "swapping":
         return f"{table}: swapping the new table in"
+    if p.phase == "waiting" and p.message:  # for the DuckDB file: whose process holds it
+        return f"{table}: {p.message}"
     return f"{table}: {p.phase}" + (f" ({p.message})" if p.message else "")
 
 

@@ -89,15 +89,30 @@ class Jobs:
                 f"started {running.created_at:%Y-%m-%d %H:%M:%S %Z}); wait for it to finish.")
 
     def mark_running(self, sync_id: str) -> None:
-        """A queued job got its executor slot (a job already running is left as it is)."""
+        """A queued job got its executor slot, or a waiting one its data file (a job already
+        running is left as it is)."""
         ts = now()
         with self.db.write() as conn:
             conn.execute(sync_jobs.update().where(sync_jobs.c.sync_id == sync_id, sync_jobs.c.status == "pending")
                          .values(status="running", started_at=ts))
+            conn.execute(sync_jobs.update().where(sync_jobs.c.sync_id == sync_id, sync_jobs.c.status == "waiting")
+                         .values(status="running", error_message=None))
             conn.execute(table_sync_status.update()
                          .where(table_sync_status.c.last_sync_id == sync_id,
-                                table_sync_status.c.last_status == "pending")
+                                table_sync_status.c.last_status.in_(("pending", "waiting")))
                          .values(last_status="running"))
+
+    def mark_waiting(self, sync_id: str, message: str) -> None:
+        """A running job waits for the data file another process holds; `message` names that
+        process (shown as the job's message until it runs again)."""
+        with self.db.write() as conn:
+            conn.execute(sync_jobs.update().where(sync_jobs.c.sync_id == sync_id,
+                                                  sync_jobs.c.status.in_(("pending", "running", "waiting")))
+                         .values(status="waiting", error_message=message))
+            conn.execute(table_sync_status.update()
+                         .where(table_sync_status.c.last_sync_id == sync_id,
+                                table_sync_status.c.last_status.in_(("pending", "running")))
+                         .values(last_status="waiting"))
 
     def complete(self, reg: Registration, sync_id: str, stats: dict[str, Any], transport: str, *,
                  status: str = "completed", **status_fields: Any) -> None:
@@ -174,6 +189,14 @@ class Jobs:
 
     def running(self) -> list[dict[str, Any]]:
         return self._select([_ACTIVE], 1000)
+
+    def synced_tables(self) -> list[tuple[str, str]]:
+        """(schema, table) of every table with a successful sync on record, sorted."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(table_sync_status.c.schema_name, table_sync_status.c.table_name)
+                                .where(table_sync_status.c.last_success_sync_id.is_not(None))
+                                .order_by(table_sync_status.c.schema_name, table_sync_status.c.table_name))
+            return [(r.schema_name, r.table_name) for r in rows]
 
     def tables_of(self, sync_ids: list[str], status: str | None = None) -> dict[str, str]:
         """sync_id -> table_id of these jobs (of `status`, when given)."""

@@ -14,7 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-ACTIVE_JOB_STATUSES = ("pending", "running")
+from sfduck_core.job_status import ACTIVE_JOB_STATUSES
+
+__all__ = ["ACTIVE_JOB_STATUSES"]
 
 
 class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
@@ -88,12 +90,12 @@ sync_jobs = sa.Table(
     sa.Index("sync_jobs_by_table_created", "table_id", "created_at"),
     sa.Index("sync_jobs_by_table_completed", "table_id", "completed_at"),  # the board's last end
     sa.Index("sync_jobs_by_status_created", "status", "created_at"),  # "the failed ones", newest first
-    # at most one pending or running job per table, enforced by the database itself: two
+    # at most one pending, waiting or running job per table, enforced by the database itself: two
     # processes (or two machines on one PostgreSQL) starting a sync of one table at once cannot
     # both insert one, whatever each of them read before
     sa.Index("sync_jobs_one_active_per_table", "table_id", unique=True,
-             sqlite_where=sa.text("status IN ('pending', 'running')"),
-             postgresql_where=sa.text("status IN ('pending', 'running')")),
+             sqlite_where=sa.text("status IN ('pending', 'waiting', 'running')"),
+             postgresql_where=sa.text("status IN ('pending', 'waiting', 'running')")),
 )
 
 table_sync_status = sa.Table(

@@ -10,12 +10,16 @@ from __future__ import annotations
 from sfduck_core.config import Target
 from sfduck_core.errors import Holder, StoreBusyError
 from sfduck_core.storage.base import (
+    DONT_WAIT,
     METADATA_SCHEMA,
     STAGING_PREFIX,
     Capabilities,
     Snapshot,
     Storage,
     UnsupportedByTargetError,
+    WaitPolicy,
+    wait_policy,
+    waiting_for_data,
 )
 from sfduck_core.storage.duckdb_file import WARM, DuckDBFile
 from sfduck_core.storage.ducklake import (
@@ -25,9 +29,10 @@ from sfduck_core.storage.ducklake import (
     lake_setup_sql,
 )
 
-__all__ = ["EXTENSION_PACKAGES", "METADATA_SCHEMA", "STAGING_PREFIX", "Capabilities", "Holder", "Snapshot",
-           "Storage", "StoreBusyError", "UnsupportedByTargetError", "extension_file", "lake_setup_sql",
-           "open_storage", "release_all"]
+__all__ = ["DONT_WAIT", "EXTENSION_PACKAGES", "METADATA_SCHEMA", "STAGING_PREFIX", "Capabilities", "Holder",
+           "Snapshot", "Storage", "StoreBusyError", "UnsupportedByTargetError", "WaitPolicy",
+           "extension_file", "lake_setup_sql", "open_storage", "release_all", "wait_policy",
+           "waiting_for_data"]
 
 _KINDS: dict[str, type[Storage]] = {"duckdb": DuckDBFile, "ducklake": DuckLake}
 

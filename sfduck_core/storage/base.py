@@ -12,12 +12,13 @@ argument and never commits.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 import duckdb
 
 from sfduck_core.config import Target
-from sfduck_core.errors import SfduckError
+from sfduck_core.errors import Holder, SfduckError
 from sfduck_core.sqlident import qualified, quote_ident
 
 STAGING_PREFIX = "__sfduck_staging_"
@@ -44,6 +45,40 @@ class Capabilities:
     retention: bool  # old versions can be expired and their files deleted (`expire_snapshots`)
     readers_never_wait: bool  # a read-only connection never waits for a writer of another process
     exact_types: bool  # every DuckDB type is stored as it is (see `column_type`)
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How a writer waits for a data file that another process holds, instead of `lock_timeout_s`:
+    a sync waits up to `wait_s` (SFDUCK_DATA_WAIT), says whom it waits for (`on_wait(holder)`,
+    called when the wait starts and whenever the holder changes), stops waiting when `should_stop()`
+    (a cancel) and hears `on_resume()` once it has the file. See `waiting_for_data`."""
+
+    wait_s: float
+    on_wait: Callable[[Holder | None], None] = lambda holder: None
+    should_stop: Callable[[], bool] = lambda: False
+    on_resume: Callable[[], None] = lambda: None
+
+
+# for reads a person waits on (a preview, the SQL box) and housekeeping: a held file is answered at once
+DONT_WAIT = WaitPolicy(wait_s=0.0)
+
+_WAIT_POLICY: contextvars.ContextVar[WaitPolicy | None] = contextvars.ContextVar("sfduck_wait_policy", default=None)
+
+
+@contextlib.contextmanager
+def waiting_for_data(policy: WaitPolicy) -> Iterator[None]:
+    """Every writing connect of this thread (a sync's) waits for a held data file by `policy`."""
+    token = _WAIT_POLICY.set(policy)
+    try:
+        yield
+    finally:
+        _WAIT_POLICY.reset(token)
+
+
+def wait_policy() -> WaitPolicy | None:
+    """The policy `waiting_for_data` set for this thread, if any."""
+    return _WAIT_POLICY.get()
 
 
 class UnsupportedByTargetError(SfduckError):

@@ -22,7 +22,7 @@ import psutil
 
 from sfduck_core.errors import Holder, SfduckError, StoreBusyError
 from sfduck_core.files import make_private, private_dir
-from sfduck_core.storage.base import Capabilities, Storage, configure
+from sfduck_core.storage.base import Capabilities, Storage, configure, wait_policy
 
 _LOCK_ERROR = re.compile(r"lock|already open|being used", re.IGNORECASE)
 _PID_IN_LOCK = re.compile(r"PID (\d+)")
@@ -30,6 +30,9 @@ _PID_IN_LOCK = re.compile(r"PID (\d+)")
 # one while another thread opens or closes the last one fails ("Unique file handle conflict",
 # measured: 50 of 800 opens from 4 threads); opens and closes of files are therefore serialised.
 _FILE_HANDLES = threading.Lock()
+# A hold this short (a server's warm keep, another sfduck's commit) is waited out without telling a
+# WaitPolicy: a job shows `waiting` only for a holder that keeps the file longer.
+_QUIET_S = 1.0
 
 
 def lock_holder(message: str) -> Holder | None:
@@ -148,10 +151,17 @@ class DuckDBFile(Storage):
         WARM.release(str(self.path))
 
     def _open(self) -> duckdb.DuckDBPyConnection:
+        """Open the file; while another process holds it, retry with backoff (up to 1 s apart) for
+        `lock_timeout_s`, or as the thread's WaitPolicy says (a sync: SFDUCK_DATA_WAIT, telling
+        whom it waits for, cancellable)."""
         private_dir(self.path.parent)
         created = not self.path.exists()
-        deadline = time.monotonic() + self.lock_timeout_s
+        policy = wait_policy()
+        wait_s = policy.wait_s if policy is not None else self.lock_timeout_s
+        started = time.monotonic()
+        deadline = started + wait_s
         delay = 0.05
+        announced: Holder | None | bool = False  # False: not waiting yet
         while True:
             try:
                 with _FILE_HANDLES:
@@ -160,15 +170,26 @@ class DuckDBFile(Storage):
             except duckdb.IOException as exc:
                 if not _LOCK_ERROR.search(str(exc)):
                     raise
-                if time.monotonic() >= deadline:
-                    holder = lock_holder(str(exc))
-                    who = f", {holder}" if holder else ""
-                    raise StoreBusyError(
-                        f"The DuckDB file {self.path} is in use by another process{who}; waited "
-                        f"{self.lock_timeout_s:.0f} s. Try again when it has finished.", holder=holder,
-                    ) from None
+                holder = lock_holder(str(exc))
+                if policy is not None and announced != holder and time.monotonic() - started >= _QUIET_S:
+                    announced = holder
+                    policy.on_wait(holder)
+                stopped = policy is not None and policy.should_stop()
+                if stopped or time.monotonic() >= deadline:
+                    who = str(holder) if holder else "another process"
+                    waited = ("" if wait_s <= 0 else "; stopped waiting for it" if stopped
+                              else f"; waited {wait_s:g} s")
+                    raise StoreBusyError(f"The DuckDB file {self.path} is open in {who}{waited}; try again when "
+                                         "it lets go.", holder=holder) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+        if policy is not None and announced is not False:
+            try:
+                policy.on_resume()
+            except BaseException:
+                with _FILE_HANDLES:
+                    con.close()
+                raise
         if created:
             make_private(self.path)
         if self.keep_warm_s > 0:

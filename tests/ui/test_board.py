@@ -56,6 +56,30 @@ def test_board_shows_every_state_with_counts_badges_and_errors(ui_env: Path) -> 
         end_running(ui_env / "sfduck.duckdb", ids["running"])
 
 
+def test_board_shows_a_sync_waiting_for_the_file_with_whose_process_holds_it(ui_env: Path) -> None:
+    """Issue 21 item 5: a `waiting` job (another process holds the DuckDB file) has its own badge,
+    says whom it waits for, counts as active (no second Sync) and is counted in the filters."""
+    store = Store(ui_env / "sfduck.duckdb")
+    reg = store.upsert_registration(DEMO_SCHEMA, "T_WAITING", incremental_key=None, primary_key=(),
+                                    detect_deletes=False, include_columns=(), exclude_columns=())
+    sync_id = store.start_job(reg, "full", "arrow", None)
+    message = "Waiting: the DuckDB file is open in python3 (pid 4321); the sync starts by itself when it lets go"
+    store.mark_waiting(sync_id, message)
+    try:
+        at = logged_in("admin")
+        assert_clean(at)
+        shown = "\n".join(markdowns(at))
+        assert ":violet-badge[:material/lock_clock: waiting for the file]" in shown, shown
+        assert message in texts(at)
+        [counts] = at.get("button_group")
+        assert any(o.content.endswith("waiting for the file · 1") for o in counts.proto.options)
+        [sync] = [b for b in at.button if b.label == "Sync"]
+        assert sync.disabled
+    finally:
+        store.fail_job(reg, sync_id, "test cleanup", {})
+        store.finish(sync_id)
+
+
 def test_board_filters_by_status_and_schema(ui_env: Path) -> None:
     ids = seed_states(ui_env / "sfduck.duckdb")
     end_running(ui_env / "sfduck.duckdb", ids["running"])

@@ -133,3 +133,15 @@ def test_the_metadata_url_is_checked_and_its_password_never_shown(tmp_path: Path
     with pytest.raises(ConfigError, match="SFDUCK_METADATA_URL must be") as info:
         load("mysql://ann:s3cret@db/meta")
     assert "s3cret" not in str(info.value)
+
+
+def test_the_data_wait_is_a_validated_setting(tmp_path: Path) -> None:
+    """SFDUCK_DATA_WAIT: how long a sync waits for a DuckDB file another program holds."""
+    def settings(env: dict[str, str]):
+        return load_settings(env, dotenv_path=tmp_path / "none.env", secrets_path=tmp_path / "none.toml")
+
+    assert settings({}).data_wait_s == 300
+    assert settings({"SFDUCK_DATA_WAIT": "45"}).data_wait_s == 45
+    for bad in ("0", "-1", "soon", "nan"):
+        with pytest.raises(ConfigError, match="SFDUCK_DATA_WAIT must be a positive number"):
+            settings({"SFDUCK_DATA_WAIT": bad})

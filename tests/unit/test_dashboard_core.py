@@ -33,8 +33,12 @@ def test_every_status_has_one_style_and_its_colour_is_the_themes() -> None:
     theme = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["theme"]
     for name, hex_value in look.COLORS.items():
         assert theme[f"{name}Color"].upper() == hex_value.upper(), name
-    by_color = [look.style(s).color for s in BOARD_STATUSES]
+    # one colour per status, but `waiting` (for the DuckDB file) is queued's: both start by themselves
+    by_color = [look.style(s).color for s in BOARD_STATUSES if s != "waiting"]
     assert len(set(by_color)) == len(by_color), "two statuses share a colour"
+    assert look.style("waiting").color == look.style("pending").color
+    assert len({look.label(s) for s in BOARD_STATUSES}) == len(BOARD_STATUSES)
+    assert len({look.style(s).icon for s in BOARD_STATUSES}) == len(BOARD_STATUSES)
     assert look.chart_colors()["failed"] == look.COLORS["red"]
 
 

@@ -110,6 +110,32 @@ def test_the_database_itself_refuses_a_second_active_job(db: MetadataDatabase) -
             transport="auto", status="running", created_at=dt.datetime.now(dt.UTC), cancel_requested=False))
 
 
+def test_a_job_waiting_for_the_data_file_is_active_until_it_runs_again(db: MetadataDatabase) -> None:
+    """Issue 21 item 5: `waiting` blocks a second sync of its table (in the database itself too),
+    is listed as running, can be cancelled, and says whom it waits for until it runs again."""
+    from sfduck_core.metadata.tables import sync_jobs
+
+    reg = register(db)
+    start(db, reg, "s1")
+    db.jobs.mark_waiting("s1", "Waiting: the DuckDB file is open in python3 (pid 1234)")
+    job = db.jobs.get("s1")
+    assert job["status"] == "waiting" and "python3 (pid 1234)" in job["error_message"]
+    assert db.jobs.sync_status("S", "T")["last_status"] == "waiting"
+    assert [j["sync_id"] for j in db.jobs.running()] == ["s1"]
+    with pytest.raises(SyncAlreadyRunningError):
+        start(db, reg, "s2")
+    with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+        conn.execute(sync_jobs.insert().values(
+            sync_id="s3", table_id=reg.table_id, schema_name="S", table_name="T", strategy="full",
+            transport="auto", status="waiting", created_at=dt.datetime.now(dt.UTC), cancel_requested=False))
+    db.jobs.request_cancel("s1")
+    assert db.jobs.cancel_requested("s1")
+    db.jobs.mark_running("s1")
+    job = db.jobs.get("s1")
+    assert job["status"] == "running" and job["error_message"] is None
+    assert db.jobs.sync_status("S", "T")["last_status"] == "running"
+
+
 def test_racing_starts_of_one_table_let_exactly_one_win(db: MetadataDatabase) -> None:
     reg = register(db)
     outcomes: list[str] = []
