@@ -45,7 +45,7 @@ def test_the_migrations_create_exactly_the_declared_tables(db: MetadataDatabase)
                                               "add_index", "remove_index")]
     assert structural == []
     with db.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
 
 
 def test_opening_again_migrates_nothing_and_keeps_the_rows(db: MetadataDatabase) -> None:
