@@ -24,6 +24,7 @@ from sfduck_core.engine import STRATEGIES, SyncRequest
 from sfduck_core.errors import JobNotFoundError, SfduckError, SyncAlreadyRunningError
 from sfduck_core.humanize import human_interval
 from sfduck_core.job_status import SUCCESS_STATUSES
+from sfduck_core.metadata.schedule_rows import SCHEDULE_COLUMNS
 from sfduck_core.store import Registration, Store, now
 
 MIN_INTERVAL_S = 60
@@ -117,11 +118,6 @@ def validate_timing(cron: str | None, timezone: str, interval_s: int | None, str
                               "Use five fields: minute hour day-of-month month day-of-week.") from None
 
 
-_COLUMNS = ("table_id", "cron", "timezone", "interval_s", "strategy", "enabled", "consecutive_failures",
-            "paused_reason", "next_run_at", "last_run_at", "last_sync_id", "last_outcome", "updated_by",
-            "updated_at")
-
-
 class ScheduleStore:
     """The schedules in the metadata database (joined with the registrations for their names)."""
 
@@ -177,7 +173,7 @@ class ScheduleStore:
         return found
 
     def update(self, table_id: str, **fields: Any) -> None:
-        unknown = set(fields) - set(_COLUMNS)
+        unknown = set(fields) - set(SCHEDULE_COLUMNS)
         assert not unknown, unknown
         self.rows.update(table_id, **fields)
 

@@ -3,11 +3,13 @@ sync killed with SIGKILL at the worst moments."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,21 @@ def _table_bytes(env: dict[str, str], schema: str, table: str) -> list:
         con.close()
 
 
+@contextlib.contextmanager
+def paused_sync(env: dict[str, str], schema: str, table: str, transport: str, phase: str) -> Iterator[None]:
+    """A sync of `table` in a process of its own, paused at `phase` (tests/integration/sync_until.py)
+    for the body, then killed with SIGKILL, as a power cut would stop it."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sync_until.py"), schema, table,
+                             transport, phase], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read() if proc.poll() else "no pause"
+        yield
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
 @pytest.mark.parametrize(("transport", "phase"), [("stage", "downloading"), ("stage", "loading"),
                                                   ("stage", "swapping"), ("arrow", "downloading"),
                                                   ("arrow", "loading")])
@@ -113,14 +130,8 @@ def test_sigkill_mid_sync_leaves_the_previous_table_whole(env: dict[str, str], e
     before = _table_bytes(env, emulator.schema, "data")
     assert len(before) == TEST_DATA_ROWS
 
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sync_until.py"), emulator.schema, "data",
-                             transport, phase], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read() if proc.poll() else "no pause"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    with paused_sync(env, emulator.schema, "data", transport, phase):
+        pass  # killed where it paused
 
     assert _table_bytes(env, emulator.schema, "data") == before
     history = json.loads(cli(env, "history", emulator.schema, "data").stdout)
@@ -141,14 +152,8 @@ def test_sigkill_after_the_data_commit_settles_the_job_completed_with_its_stats(
     heard of it. The data's commit record settles the job `completed`, with the stats it had, and
     the table's status follows (the next sync of the table is not blocked)."""
     assert cli(env, "register", emulator.schema, "data").returncode == 0
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sync_until.py"), emulator.schema,
-                             "data", transport, "committed"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read() if proc.poll() else "no pause"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    with paused_sync(env, emulator.schema, "data", transport, "committed"):
+        pass  # killed where it paused
 
     assert len(_table_bytes(env, emulator.schema, "data")) == TEST_DATA_ROWS  # the data is in
     history = cli(env, "history", emulator.schema, "data")
@@ -203,13 +208,8 @@ def test_the_database_is_free_while_a_sync_downloads(env: dict[str, str], emulat
                                                      transport: str) -> None:
     """Issue 9 item 11: the write lock is held only while loading, never during the network part."""
     assert cli(env, "register", emulator.schema, "data").returncode == 0
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sync_until.py"), emulator.schema,
-                             "data", transport, "downloading"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "PAUSED", proc.stderr.read() if proc.poll() else "no pause"
-        other = cli(env, "register", emulator.schema, "ORDERS")  # a writer, in another process
+    assert cli(env, "register", emulator.schema, "ORDERS").returncode == 0
+    with paused_sync(env, emulator.schema, "data", transport, "downloading"):
+        # a writer of the data, in another process, that would fail after waiting 5 s for the file
+        other = cli({**env, "SFDUCK_DATA_WAIT": "5"}, "sync", emulator.schema, "ORDERS", "--quiet")
         assert other.returncode == 0, other.stderr
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,24 +20,31 @@ from sfduck_core.storage import METADATA_SCHEMA
 from sfduck_core.store import Store
 
 
-def test_a_busy_file_waits_a_bounded_time_then_says_so(tmp_path: Path) -> None:
-    path = tmp_path / "busy.duckdb"
-    Store(path).reap_dead_jobs()  # create it
+@contextlib.contextmanager
+def held_file(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process (an analyst's DuckDB) holding the file open for the body."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
                                "time.sleep(60)", str(path)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_busy_file_waits_a_bounded_time_then_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "busy.duckdb"
+    Store(path).reap_dead_jobs()  # create it
+    with held_file(path) as holder:
         started = time.monotonic()
         with pytest.raises(StoreBusyError, match="is open in .*waited 1 s") as info, Store(path, lock_timeout_s=1).connect():
             pass
         waited = time.monotonic() - started
         assert 0.9 <= waited < 10
         assert str(holder.pid) in str(info.value)
-    finally:
-        holder.kill()
-        holder.wait()
     with Store(path, lock_timeout_s=1).connect() as con:
         assert con.execute("SELECT 42").fetchone()[0] == 42
 
@@ -62,12 +71,7 @@ def test_reads_of_jobs_and_registrations_never_open_the_data_file(tmp_path: Path
     reg = store.upsert_registration("S", "T", incremental_key=None, primary_key=(), detect_deletes=False,
                                     include_columns=(), exclude_columns=())
     sync_id = store.start_job(reg, "full", "auto", None)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-                               "time.sleep(60)", str(path)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_file(path):
         with pytest.raises(StoreBusyError), store.connect():  # the file is truly held
             pass
         assert store.get_job(sync_id)["status"] == "running"
@@ -76,9 +80,6 @@ def test_reads_of_jobs_and_registrations_never_open_the_data_file(tmp_path: Path
         store.ping()
         store.request_cancel(sync_id)
         assert store.cancel_requested(sync_id)
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_job_left_running_by_a_dead_process_is_failed_and_frees_its_table(tmp_path: Path) -> None:
