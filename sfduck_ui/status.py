@@ -39,7 +39,7 @@ STYLES: dict[str, StatusStyle] = {
     "pending": StatusStyle("queued", "violet", ":material/hourglass_top:"),
     # waiting for the DuckDB file another process holds: like a queued job, it starts by itself, so
     # it shares queued's colour (Streamlit has no tenth theme colour), told apart by label and icon
-    "waiting": StatusStyle("waiting for the file", "violet", ":material/lock_clock:"),
+    "waiting": StatusStyle("waiting", "violet", ":material/lock_clock:"),
     "skipped": StatusStyle("skipped", "gray", ":material/skip_next:"),
     "cancelled": StatusStyle("cancelled", "orange", ":material/cancel:"),
     "paused": StatusStyle("paused", "yellow", ":material/pause_circle:"),

@@ -69,10 +69,10 @@ def test_board_shows_a_sync_waiting_for_the_file_with_whose_process_holds_it(ui_
         at = logged_in("admin")
         assert_clean(at)
         shown = "\n".join(markdowns(at))
-        assert ":violet-badge[:material/lock_clock: waiting for the file]" in shown, shown
+        assert ":violet-badge[:material/lock_clock: waiting]" in shown, shown
         assert message in texts(at)
         [counts] = at.get("button_group")
-        assert any(o.content.endswith("waiting for the file · 1") for o in counts.proto.options)
+        assert any(o.content.endswith("waiting · 1") for o in counts.proto.options)
         [sync] = [b for b in at.button if b.label == "Sync"]
         assert sync.disabled
     finally:
